@@ -1,0 +1,41 @@
+"""Project and environment configuration: `load_project()` is the entry point."""
+
+from ._models import (
+    EnvSettings,
+    KubernetesSettings,
+    ModelSpec,
+    ProjectConfig,
+    ProjectSettings,
+    PulumiSettings,
+    RegistrySettings,
+    ServingSettings,
+    TrainingSettings,
+)
+from ._project import (
+    CONFIG_FILE,
+    Environment,
+    Project,
+    current_environment,
+    find_project_file,
+    load_project,
+    using_environment,
+)
+
+__all__ = [
+    "CONFIG_FILE",
+    "EnvSettings",
+    "Environment",
+    "KubernetesSettings",
+    "ModelSpec",
+    "Project",
+    "ProjectConfig",
+    "ProjectSettings",
+    "PulumiSettings",
+    "RegistrySettings",
+    "ServingSettings",
+    "TrainingSettings",
+    "current_environment",
+    "find_project_file",
+    "load_project",
+    "using_environment",
+]

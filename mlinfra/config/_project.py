@@ -1,0 +1,164 @@
+"""Finding and loading a project's mlinfra.toml, and resolving one of its environments."""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import ValidationError as PydanticValidationError
+
+from ..errors import ConfigError
+from ._models import EnvSettings, ProjectConfig
+
+__all__ = [
+    "CONFIG_FILE",
+    "Environment",
+    "Project",
+    "current_environment",
+    "find_project_file",
+    "load_project",
+    "using_environment",
+]
+
+CONFIG_FILE = "mlinfra.toml"
+_current: contextvars.ContextVar[Environment | None] = contextvars.ContextVar(
+    "mlinfra_environment", default=None
+)
+
+
+@dataclass(frozen=True)
+class Environment:
+    """One environment of a project, with every path it owns worked out."""
+
+    project: Project
+    name: str
+    settings: EnvSettings
+
+    @property
+    def stack_name(self) -> str:
+        """The identity of this environment's stack; a branch suffix will extend it."""
+        return self.name
+
+    @property
+    def state_dir(self) -> Path:
+        return self.project.state_dir
+
+    @property
+    def env_dir(self) -> Path:
+        """Everything the local target creates for this environment lives under here."""
+        return self.project.state_dir / "envs" / self.stack_name
+
+    @property
+    def registry_path(self) -> Path:
+        path = self.settings.registry.path
+        return self.project.resolve(path) if path else self.env_dir / "registry"
+
+
+@dataclass(frozen=True)
+class Project:
+    root: Path
+    config: ProjectConfig
+
+    @property
+    def name(self) -> str:
+        return self.config.project.name
+
+    @property
+    def config_file(self) -> Path:
+        return self.root / CONFIG_FILE
+
+    @property
+    def state_dir(self) -> Path:
+        return self.resolve(self.config.project.state_dir)
+
+    @property
+    def stack_dir(self) -> Path:
+        return self.resolve(self.config.project.stack)
+
+    def resolve(self, path: str) -> Path:
+        return (self.root / path).resolve()
+
+    @property
+    def env_names(self) -> list[str]:
+        return list(self.config.env)
+
+    def environment(self, name: str) -> Environment:
+        settings = self.config.env.get(name)
+        if settings is None:
+            known = ", ".join(self.env_names)
+            raise ConfigError(f"unknown env {name!r}; {self.config_file} defines: {known}")
+        return Environment(project=self, name=name, settings=settings)
+
+
+def find_project_file(start: Path | None = None) -> Path:
+    """Look for mlinfra.toml in `start` and its parents, as git looks for .git."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / CONFIG_FILE
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(
+        f"no {CONFIG_FILE} in {here} or any parent; run `mlinfra init DIR` to create a project"
+    )
+
+
+def load_project(start: Path | None = None) -> Project:
+    """Load and validate the project that holds `start` (default: the current directory)."""
+    path = find_project_file(start)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc}") from exc
+    try:
+        config = ProjectConfig.model_validate(raw)
+    except PydanticValidationError as exc:
+        raise ConfigError(f"{path}: {_first_problem(exc)}") from exc
+    return Project(root=path.parent, config=config)
+
+
+def _first_problem(exc: PydanticValidationError) -> str:
+    """One line naming the key, the problem and what was given."""
+    error = exc.errors()[0]
+    key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"unknown key {key!r}; check the spelling against docs/configuration.md"
+    if kind == "missing":
+        return f"missing required key {key!r}"
+    message = error["msg"].removeprefix("Value error, ")
+    given = error.get("input")
+    if isinstance(given, str | int | float | bool) and kind != "value_error":
+        return f"{key}: {message} (got {given!r})"
+    return f"{key}: {message}"
+
+
+@contextmanager
+def using_environment(env: Environment) -> Iterator[Environment]:
+    """Make `env` the one stack programs see through current_environment()."""
+    token = _current.set(env)
+    try:
+        yield env
+    finally:
+        _current.reset(token)
+
+
+def current_environment() -> Environment:
+    """The environment a stack program is running for.
+
+    Set by mlinfra's engines; when the pulumi CLI runs the program directly, the stack name
+    is the environment and the project is found from the working directory.
+    """
+    env = _current.get()
+    if env is not None:
+        return env
+    import pulumi
+
+    project = load_project(Path(os.environ.get("MLINFRA_PROJECT_DIR", Path.cwd())))
+    return project.environment(pulumi.get_stack())
