@@ -28,7 +28,9 @@ class _Strict(BaseModel):
 
 class ProjectSettings(_Strict):
     name: str = Field(pattern=NAME_PATTERN, description="lowercase letters, digits and dashes")
-    stack: str = Field("stacks", description="directory of the Pulumi program, relative to the file")
+    stack: str = Field(
+        "stacks", description="directory of the Pulumi program, relative to the file"
+    )
     state_dir: str = Field(".mlinfra", description="where state, registries and logs live")
 
 
@@ -100,6 +102,8 @@ class ProjectConfig(_Strict):
         for name, env in envs.items():
             if env.target == "local" and env.serving.port in ports:
                 other = ports[env.serving.port]
-                raise ValueError(f"envs {other!r} and {name!r} both serve on port {env.serving.port}")
+                raise ValueError(
+                    f"envs {other!r} and {name!r} both serve on port {env.serving.port}"
+                )
             ports[env.serving.port] = name
         return envs

@@ -1,0 +1,76 @@
+"""The `mlinfra` command: thin wrappers that parse, call one library function, and render."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .. import __version__
+from ._errors import run_guarded
+from ._output import console
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="mlinfra",
+    help="MLOps infrastructure as code: stacks per environment, train, evaluate, deploy.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"mlinfra {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """MLOps infrastructure as code: stacks per environment, train, evaluate, deploy."""
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Where to create the project.")],
+    template: Annotated[str, typer.Option(help="Project template.")] = "iris",
+    name: Annotated[
+        str | None, typer.Option(help="Project name (default: the directory's).")
+    ] = None,
+) -> None:
+    """Create a working project: mlinfra.toml, model code and its own stacks/ program."""
+    from ..scaffold import create_project
+
+    config = create_project(directory, template=template, name=name)
+    console.print(f"created {config}; next: cd {directory} && mlinfra up --env dev --yes")
+
+
+def _register_commands() -> None:
+    from . import _stack
+
+    _stack.register(app)
+    for module in ("lifecycle", "serving"):
+        try:
+            plugin = __import__(f"{__name__}.{module}", fromlist=["register"])
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{module}":
+                raise
+            continue
+        plugin.register(app)
+
+
+_register_commands()
+
+
+def main() -> None:
+    """Console entry point: every outcome becomes an exit code CI can trust."""
+    raise SystemExit(run_guarded(lambda: app(standalone_mode=False)))

@@ -1,0 +1,210 @@
+"""Commands on an environment's stack: preview, up, destroy, refresh, status, outputs, history."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from . import _render as render
+from ._options import (
+    EnvOption,
+    ForceUnlockOption,
+    JsonOption,
+    ProjectOption,
+    YesOption,
+    confirm,
+    resolve_env,
+)
+from ._output import console, emit_json
+
+if TYPE_CHECKING:
+    from ..engine import Engine
+
+__all__ = ["register"]
+
+ShowSecretsOption = Annotated[
+    bool, typer.Option("--show-secrets", help="Show secret values instead of [secret].")
+]
+
+
+@contextmanager
+def _engine(project: ProjectOption, env: EnvOption) -> Iterator[Engine]:
+    from ..engine import open_engine
+
+    engine = open_engine(resolve_env(project, env))
+    try:
+        yield engine
+    finally:
+        engine.close()
+
+
+def preview(
+    env: EnvOption = None,
+    project: ProjectOption = None,
+    diff: Annotated[bool, typer.Option("--diff", help="Show every property that changes.")] = False,
+    json_: JsonOption = False,
+) -> None:
+    """Show what `up` would change, resource by resource; changes nothing."""
+    with _engine(project, env) as engine:
+        result = engine.preview()
+    if json_:
+        emit_json(render.result_json(result))
+    else:
+        render.print_result(result, diff=diff)
+
+
+def up(
+    env: EnvOption = None,
+    project: ProjectOption = None,
+    yes: YesOption = False,
+    refresh: Annotated[
+        bool, typer.Option("--refresh", help="Read real resources first and repair drift.")
+    ] = False,
+    force_unlock: ForceUnlockOption = False,
+    json_: JsonOption = False,
+) -> None:
+    """Create or update the environment's resources to match its stack program."""
+    with _engine(project, env) as engine:
+        if not yes:
+            planned = engine.preview()
+            render.print_result(planned)
+            if planned.changed and not confirm(f"Apply these changes to {planned.stack}?", yes=yes):
+                raise typer.Exit(1)
+        if json_:
+            result = engine.up(refresh=refresh, force_unlock=force_unlock)
+            emit_json(render.result_json(result))
+            return
+        with render.StepPrinter() as printer:
+            result = engine.up(refresh=refresh, force_unlock=force_unlock, on_event=printer)
+        render.print_result(result)
+
+
+def destroy(
+    env: EnvOption = None,
+    project: ProjectOption = None,
+    yes: YesOption = False,
+    force_unlock: ForceUnlockOption = False,
+    json_: JsonOption = False,
+) -> None:
+    """Delete every resource of the environment: processes, ports and files it made."""
+    with _engine(project, env) as engine:
+        count = len(engine.resources())
+        if count == 0 and not json_:
+            console.print(f"{engine.env.stack_name}: nothing to destroy")
+            return
+        if not confirm(f"Destroy all {count} resources of this environment?", yes=yes):
+            raise typer.Exit(1)
+        if json_:
+            emit_json(render.result_json(engine.destroy(force_unlock=force_unlock)))
+            return
+        with render.StepPrinter() as printer:
+            result = engine.destroy(force_unlock=force_unlock, on_event=printer)
+    render.print_result(result)
+
+
+def refresh(
+    env: EnvOption = None,
+    project: ProjectOption = None,
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Write what was read into the state.")
+    ] = False,
+    force_unlock: ForceUnlockOption = False,
+    json_: JsonOption = False,
+) -> None:
+    """Read every resource and report what changed outside mlinfra (exit 1 when drifted)."""
+    with _engine(project, env) as engine:
+        reports = engine.refresh(apply=apply, force_unlock=force_unlock)
+        stack = engine.env.stack_name
+    if json_:
+        emit_json({"stack": stack, "resources": render.drift_json(reports)})
+    else:
+        render.print_drift(stack, reports, applied=apply)
+    if any(r.status != "ok" for r in reports) and not apply:
+        raise typer.Exit(1)
+
+
+def status(env: EnvOption = None, project: ProjectOption = None, json_: JsonOption = False) -> None:
+    """Show the environment's resources, its last update and who holds its lock."""
+    with _engine(project, env) as engine:
+        resources = engine.resources()
+        history = engine.history(limit=1)
+        lock = engine.lock_holder()
+        stack, name = engine.env.stack_name, engine.name
+    last = history[0] if history else None
+    if json_:
+        emit_json(
+            {
+                "stack": stack,
+                "engine": name,
+                "resources": render.resources_json(resources),
+                "last_update": render.history_json([last])[0] if last else None,
+                "lock": dict(lock.__dict__) if lock else None,
+            }
+        )
+    else:
+        render.print_status(stack, name, resources, last, lock)
+
+
+def outputs(
+    env: EnvOption = None,
+    project: ProjectOption = None,
+    show_secrets: ShowSecretsOption = False,
+    json_: JsonOption = False,
+) -> None:
+    """Print the stack's outputs (secrets masked unless --show-secrets)."""
+    with _engine(project, env) as engine:
+        values = engine.outputs()
+    if json_:
+        emit_json(render.mask(values, show_secrets=show_secrets))
+    else:
+        render.print_outputs(values, show_secrets=show_secrets)
+
+
+def history(
+    env: EnvOption = None,
+    project: ProjectOption = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many updates.")] = 20,
+    json_: JsonOption = False,
+) -> None:
+    """List the stack's updates: when, who, which commit, what changed, how it ended."""
+    with _engine(project, env) as engine:
+        records = engine.history(limit=limit)
+    if json_:
+        emit_json(render.history_json(records))
+    else:
+        render.print_history(records)
+
+
+def envs(project: ProjectOption = None, json_: JsonOption = False) -> None:
+    """List the project's environments with their target and engine."""
+    from ..config import load_project
+
+    loaded = load_project(project)
+    rows = [
+        {
+            "name": name,
+            "target": settings.target,
+            "engine": settings.engine,
+            "port": settings.serving.port,
+        }
+        for name, settings in loaded.config.env.items()
+    ]
+    if json_:
+        emit_json({"project": loaded.name, "root": str(loaded.root), "envs": rows})
+        return
+    from rich.table import Table
+
+    table = Table(
+        "env", "target", "engine", "port", title=f"project {loaded.name}", title_justify="left"
+    )
+    for row in rows:
+        table.add_row(row["name"], row["target"], row["engine"], str(row["port"]))
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    for command in (preview, up, destroy, refresh, status, outputs, history, envs):
+        app.command()(command)

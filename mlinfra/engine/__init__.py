@@ -1,0 +1,108 @@
+"""Engines that apply a stack program: `open_engine(env)` is the entry point.
+
+Two engines share one interface (preview, up, destroy, refresh, outputs, resources, history):
+the embedded engine (in-process, SQLite state, dynamic providers) and the pulumi engine
+(Automation API, when the `pulumi` CLI is installed).
+"""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any, Protocol
+
+from ..config import Environment
+from ..errors import EngineUnavailableError, MlinfraError
+from ..state import LockHolder, ResourceState, UpdateRecord
+from ._types import DriftReport, EventSink, Op, PropertyDiff, RunResult, Step, StepEvent
+
+__all__ = [
+    "DriftReport",
+    "Engine",
+    "EventSink",
+    "Op",
+    "PropertyDiff",
+    "RunResult",
+    "Step",
+    "StepEvent",
+    "open_engine",
+    "stack_outputs",
+]
+
+
+class Engine(Protocol):
+    name: str
+    env: Environment
+
+    def preview(self, *, on_event: EventSink | None = None) -> RunResult: ...
+
+    def up(
+        self,
+        *,
+        refresh: bool = False,
+        force_unlock: bool = False,
+        on_event: EventSink | None = None,
+    ) -> RunResult: ...
+
+    def destroy(
+        self, *, force_unlock: bool = False, on_event: EventSink | None = None
+    ) -> RunResult: ...
+
+    def refresh(self, *, apply: bool = False, force_unlock: bool = False) -> list[DriftReport]: ...
+
+    def outputs(self) -> dict[str, Any]: ...
+
+    def resources(self) -> list[ResourceState]: ...
+
+    def history(self, limit: int = 50) -> list[UpdateRecord]: ...
+
+    def lock_holder(self) -> LockHolder | None: ...
+
+    def close(self) -> None: ...
+
+
+def open_engine(env: Environment) -> Engine:
+    """The engine the environment asks for; `auto` takes pulumi when its CLI is on PATH,
+    unless the embedded engine already holds this stack's state."""
+    choice = env.settings.engine
+    if choice == "auto":
+        choice = (
+            "pulumi" if shutil.which("pulumi") and not _embedded_state_exists(env) else "embedded"
+        )
+    if choice == "pulumi":
+        if not shutil.which("pulumi"):
+            raise EngineUnavailableError(
+                f'env {env.name!r} uses engine = "pulumi" but no `pulumi` CLI is on PATH; '
+                'install it (https://www.pulumi.com/docs/install/) or set engine = "embedded"'
+            )
+        from ._pulumi import PulumiEngine
+
+        return PulumiEngine(env)
+    from ._embedded import EmbeddedEngine
+
+    return EmbeddedEngine(env)
+
+
+def _embedded_state_exists(env: Environment) -> bool:
+    if not (env.state_dir / "state.db").exists():
+        return False
+    from ._embedded import EmbeddedEngine
+
+    engine = EmbeddedEngine(env)
+    try:
+        return bool(engine.resources())
+    finally:
+        engine.close()
+
+
+def stack_outputs(env: Environment) -> dict[str, Any]:
+    """The outputs of the environment's stack, secrets unwrapped; the env must be up."""
+    from ._providers import plain
+
+    engine = open_engine(env)
+    try:
+        outputs = engine.outputs()
+    finally:
+        engine.close()
+    if not outputs:
+        raise MlinfraError(f"env {env.name!r} is not up; run `mlinfra up --env {env.name}` first")
+    return dict(plain(outputs))

@@ -1,0 +1,256 @@
+"""The embedded engine: runs the stack program in-process and applies it through dynamic
+providers, keeping state in SQLite. No pulumi CLI needed."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from ..config import Environment, using_environment
+from ..errors import DeploymentError, MlinfraError
+from ..state import LockHolder, ResourceState, SqliteStateStore, UpdateRecord, open_state
+from ._deployment import Deployment, delete_order, delete_resource
+from ._diff import diff_properties
+from ._program import ensure_importable, run_program
+from ._providers import load_provider, plain
+from ._types import DriftReport, EventSink, Op, RunResult, Step, StepEvent, count_ops
+
+__all__ = ["EmbeddedEngine"]
+
+
+class EmbeddedEngine:
+    name = "embedded"
+
+    def __init__(self, env: Environment) -> None:
+        self.env = env
+        self._store: SqliteStateStore | None = None
+        ensure_importable([env.project.stack_dir, env.project.root])
+
+    @property
+    def store(self) -> SqliteStateStore:
+        if self._store is None:
+            self._store = open_state(self.env.state_dir)
+        return self._store
+
+    @property
+    def stack(self) -> str:
+        return self.env.stack_name
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    # Reads
+
+    def outputs(self) -> dict[str, Any]:
+        return self.store.outputs(self.stack)
+
+    def resources(self) -> list[ResourceState]:
+        return self.store.resources(self.stack)
+
+    def history(self, limit: int = 50) -> list[UpdateRecord]:
+        return self.store.history(self.stack, limit=limit)
+
+    def lock_holder(self) -> LockHolder | None:
+        return self.store.lock_holder(self.stack)
+
+    # Changes
+
+    def preview(self, *, on_event: EventSink | None = None) -> RunResult:
+        started = time.perf_counter()
+        deployment = Deployment(self.store, self.stack, preview=True, on_event=on_event)
+        self._run(deployment)
+        return self._result("preview", deployment.steps, deployment.outputs, started)
+
+    def up(
+        self,
+        *,
+        refresh: bool = False,
+        force_unlock: bool = False,
+        on_event: EventSink | None = None,
+    ) -> RunResult:
+        started = time.perf_counter()
+        with self._update("up", force_unlock) as record:
+            self._reconcile()
+            if refresh:
+                self._refresh(apply=True)
+            deployment = Deployment(self.store, self.stack, preview=False, on_event=on_event)
+            record["steps"] = deployment.steps
+            self._run(deployment)
+            return self._result("up", deployment.steps, deployment.outputs, started)
+
+    def destroy(
+        self, *, force_unlock: bool = False, on_event: EventSink | None = None
+    ) -> RunResult:
+        started = time.perf_counter()
+        steps: list[Step] = []
+        with self._update("destroy", force_unlock) as record:
+            record["steps"] = steps
+            self._reconcile()
+            resources = self.store.resources(self.stack)
+            protected = [r.name for r in resources if r.protect and not r.pending_delete]
+            if protected:
+                raise DeploymentError(
+                    f"cannot destroy: {', '.join(protected)} protected; set protect=False and "
+                    "run `mlinfra up` first"
+                )
+            for resource in delete_order(resources):
+                step = Step(urn=resource.urn, type=resource.type, name=resource.name, op=Op.DELETE)
+                _emit(on_event, step, "start")
+                try:
+                    delete_resource(self.store, self.stack, resource)
+                except Exception as exc:
+                    step.error = str(exc)
+                    _emit(on_event, step, "failed")
+                    raise DeploymentError(f"deleting {resource.name} failed: {exc}") from exc
+                steps.append(step)
+                _emit(on_event, step, "done")
+            self.store.set_outputs(self.stack, {})
+        return self._result("destroy", steps, {}, started)
+
+    def refresh(self, *, apply: bool = False, force_unlock: bool = False) -> list[DriftReport]:
+        """Read every resource through its provider and say what changed out of band."""
+        if not apply:
+            return self._refresh(apply=False)
+        with self._update("refresh", force_unlock):
+            self._reconcile()
+            return self._refresh(apply=True)
+
+    # Internals
+
+    def _run(self, deployment: Deployment) -> None:
+        project = self.env.project
+        try:
+            with using_environment(self.env):
+                run_program(
+                    project.stack_dir,
+                    deployment,
+                    project=project.name,
+                    stack=self.stack,
+                    preview=deployment.preview,
+                )
+        except MlinfraError:
+            if not deployment.failures:
+                raise
+        except Exception as exc:
+            if not deployment.failures:
+                raise DeploymentError(
+                    f"the stack program {project.stack_dir} failed: {type(exc).__name__}: {exc}"
+                ) from exc
+        if deployment.failures:
+            first = deployment.failures[0]
+            verb = "preview" if deployment.preview else first.op.value
+            raise DeploymentError(f"{first.name} ({first.type}): {verb} failed: {first.error}")
+        deployment.finish()
+
+    @contextmanager
+    def _update(self, kind: str, force_unlock: bool) -> Iterator[dict[str, Any]]:
+        """Hold the stack's lock and write the history record around a change."""
+        store = self.store
+        store.acquire_lock(self.stack, f"mlinfra {kind} --env {self.env.name}", force=force_unlock)
+        record: dict[str, Any] = {"steps": []}
+        try:
+            commit, dirty = _git_state(self.env.project.root)
+            update_id = store.start_update(self.stack, kind, commit=commit, dirty=dirty)
+            try:
+                yield record
+            except BaseException as exc:
+                summary = count_ops(record["steps"])
+                store.finish_update(update_id, result="failed", summary=summary, error=str(exc))
+                raise
+            store.finish_update(update_id, result="succeeded", summary=count_ops(record["steps"]))
+        finally:
+            store.release_lock(self.stack)
+
+    def _reconcile(self) -> None:
+        """Finish what a killed run left: refresh resources whose provider call was cut off."""
+        store = self.store
+        current = {r.urn: r for r in store.resources(self.stack) if not r.pending_delete}
+        for operation in store.pending_operations(self.stack):
+            resource = current.get(operation.urn)
+            if resource is not None and resource.custom and operation.kind in ("update", "delete"):
+                self._read_into_state(resource)
+            store.end_operation(operation.id)
+
+    def _read_into_state(self, resource: ResourceState) -> DriftReport:
+        provider = load_provider(resource.outputs or resource.inputs, resource.name)
+        result = provider.read(resource.id, plain(resource.outputs))
+        report = DriftReport(urn=resource.urn, type=resource.type, name=resource.name, status="ok")
+        if not result.id:
+            self.store.remove_resource(
+                self.stack, resource.urn, pending_delete=resource.pending_delete
+            )
+            return DriftReport(resource.urn, resource.type, resource.name, "gone")
+        outs = dict(result.outs or {})
+        diffs = diff_properties(plain(resource.outputs), outs)
+        if diffs:
+            refreshed = ResourceState(**resource.__dict__)
+            refreshed.outputs = {
+                key: resource.outputs[key]
+                if key in resource.outputs and plain(resource.outputs[key]) == value
+                else value
+                for key, value in outs.items()
+            }
+            refreshed.outputs["__provider"] = resource.outputs.get("__provider")
+            self.store.put_resource(self.stack, refreshed)
+            report = DriftReport(resource.urn, resource.type, resource.name, "changed", diffs)
+        return report
+
+    def _refresh(self, *, apply: bool) -> list[DriftReport]:
+        reports = []
+        for resource in self.store.resources(self.stack):
+            if not resource.custom or resource.pending_delete:
+                continue
+            if apply:
+                reports.append(self._read_into_state(resource))
+                continue
+            provider = load_provider(resource.outputs or resource.inputs, resource.name)
+            result = provider.read(resource.id, plain(resource.outputs))
+            if not result.id:
+                reports.append(DriftReport(resource.urn, resource.type, resource.name, "gone"))
+                continue
+            diffs = diff_properties(plain(resource.outputs), dict(result.outs or {}))
+            status = "changed" if diffs else "ok"
+            reports.append(DriftReport(resource.urn, resource.type, resource.name, status, diffs))
+        return reports
+
+    def _result(
+        self, kind: str, steps: list[Step], outputs: dict[str, Any], started: float
+    ) -> RunResult:
+        return RunResult(
+            stack=self.stack,
+            kind=kind,
+            steps=list(steps),
+            outputs=outputs,
+            seconds=time.perf_counter() - started,
+            engine=self.name,
+        )
+
+
+def _emit(on_event: EventSink | None, step: Step, phase: str) -> None:
+    if on_event is not None:
+        on_event(StepEvent(step=step, phase=phase))
+
+
+def _git_state(root: Any) -> tuple[str, bool]:
+    """The commit the project is at and whether its tree has uncommitted changes."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5
+        )
+        if commit.returncode != 0:
+            return "", False
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        return commit.stdout.strip(), bool(status.stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        return "", False

@@ -1,0 +1,169 @@
+"""Running a Pulumi program in-process, with a monitor that hands every registration to the engine.
+
+This is the pulumi SDK's own mock machinery (`pulumi.runtime.mocks`): the program runs exactly
+as under `pulumi up`, but `RegisterResource` calls land in `EngineMonitor` instead of the engine's
+gRPC server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import runpy
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from pulumi.runtime import rpc
+from pulumi.runtime.mocks import MockEngine, MockMonitor, Mocks, MockSettings
+from pulumi.runtime.proto import resource_pb2
+from pulumi.runtime.settings import configure
+from pulumi.runtime.stack import run_in_stack
+from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
+
+from ..errors import ConfigError, DeploymentError
+
+__all__ = ["Registrar", "Registration", "ensure_importable", "run_program"]
+
+STACK_TYPE = "pulumi:pulumi:Stack"
+_log = logging.getLogger("mlinfra.engine")
+
+
+@dataclass(frozen=True)
+class Registration:
+    """One `RegisterResource` call: everything the program said about a resource."""
+
+    urn: str
+    type: str
+    name: str
+    parent: str
+    custom: bool
+    inputs: dict[str, Any]
+    dependencies: list[str]
+    protect: bool
+    ignore_changes: list[str]
+    delete_before_replace: bool | None
+    replace_on_changes: list[str]
+    retain_on_delete: bool
+    additional_secret_outputs: list[str]
+
+
+class Registrar(Protocol):
+    def register(self, registration: Registration) -> tuple[str, dict[str, Any]]: ...
+
+    def set_stack_outputs(self, outputs: dict[str, Any]) -> None: ...
+
+
+class _NoMocks(Mocks):
+    """Invokes and calls have no provider behind them in the embedded engine."""
+
+    def new_resource(self, args: Any) -> tuple[str | None, dict[str, Any]]:
+        raise DeploymentError(f"{args.typ}: the embedded engine cannot create this resource")
+
+    def call(self, args: Any) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        raise DeploymentError(
+            f'{args.token}: provider functions need the pulumi engine; set engine = "pulumi"'
+        )
+
+
+class EngineMonitor(MockMonitor):
+    def __init__(self, registrar: Registrar) -> None:
+        super().__init__(_NoMocks())
+        self._registrar = registrar
+        self._stack_urn = ""
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
+        urn = self.make_urn(request.parent, request.type, request.name)
+        if request.type == STACK_TYPE:
+            self._stack_urn = urn
+            return resource_pb2.RegisterResourceResponse(urn=urn)
+        _ensure_event_loop()
+        registration = Registration(
+            urn=urn,
+            type=request.type,
+            name=request.name,
+            parent=request.parent,
+            custom=bool(request.custom),
+            inputs=rpc.deserialize_properties(request.object, keep_unknowns=True),
+            dependencies=sorted(set(request.dependencies)),
+            protect=bool(request.protect),
+            ignore_changes=list(request.ignoreChanges),
+            delete_before_replace=(
+                request.deleteBeforeReplace if request.deleteBeforeReplaceDefined else None
+            ),
+            replace_on_changes=list(request.replaceOnChanges),
+            retain_on_delete=bool(request.retainOnDelete),
+            additional_secret_outputs=list(request.additionalSecretOutputs),
+        )
+        id_, outputs = self._registrar.register(registration)
+        payload = _sync_await(rpc.serialize_properties(outputs, {}))
+        return resource_pb2.RegisterResourceResponse(urn=urn, id=id_, object=payload)
+
+    def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802
+        if request.urn == self._stack_urn:
+            _ensure_event_loop()
+            outputs = rpc.deserialize_properties(request.outputs, keep_unknowns=True)
+            self._registrar.set_stack_outputs(dict(outputs))
+        return super().RegisterResourceOutputs(request)
+
+    def ReadResource(self, request: Any) -> Any:  # noqa: N802
+        raise DeploymentError(
+            f"{request.type} {request.name}: reading existing resources (Resource.get) needs "
+            'the pulumi engine; set engine = "pulumi"'
+        )
+
+
+def run_program(
+    program: Path,
+    registrar: Registrar,
+    *,
+    project: str,
+    stack: str,
+    preview: bool,
+) -> None:
+    """Run the program at `program` (a `__main__.py` or its directory) to completion."""
+    main = program / "__main__.py" if program.is_dir() else program
+    if not main.is_file():
+        raise ConfigError(
+            f"no Pulumi program at {main}; set `stack` under [project] in mlinfra.toml "
+            "to the directory holding __main__.py"
+        )
+    monitor = EngineMonitor(registrar)
+    features = set(monitor.GetDeploymentInfo(None).supportedFeatures)
+    configure(
+        MockSettings(
+            monitor=monitor,
+            monitor_features=features,
+            engine=MockEngine(_log),
+            project=project,
+            stack=stack,
+            dry_run=preview,
+            organization="organization",
+            callbacks=None,
+        )
+    )
+    ensure_importable([main.parent])
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(run_in_stack(_runner(main)))
+    finally:
+        loop.close()
+        asyncio.set_event_loop(None)
+
+
+def ensure_importable(folders: list[Path]) -> None:
+    """Let the program and the providers it pickled by reference import the project's modules,
+    as they can when pulumi runs the program from its own directory."""
+    for folder in folders:
+        if str(folder) not in sys.path:
+            sys.path.insert(0, str(folder))
+
+
+def _runner(main: Path) -> Callable[[], None]:
+    def run() -> None:
+        runpy.run_path(str(main), run_name="__main__")
+
+    return run

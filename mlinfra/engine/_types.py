@@ -1,0 +1,102 @@
+"""What engines report: steps with property diffs, and the summary of a run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+__all__ = [
+    "DriftReport",
+    "EventSink",
+    "Op",
+    "PropertyDiff",
+    "RunResult",
+    "Step",
+    "StepEvent",
+    "count_ops",
+]
+
+
+class Op(StrEnum):
+    SAME = "same"
+    CREATE = "create"
+    UPDATE = "update"
+    REPLACE = "replace"
+    DELETE = "delete"
+    REFRESH = "refresh"
+
+
+@dataclass(frozen=True)
+class PropertyDiff:
+    """One input that changes; `replaces` says it forces a replacement."""
+
+    path: str
+    kind: str  # "add", "update" or "delete"
+    old: Any = None
+    new: Any = None
+    replaces: bool = False
+
+
+@dataclass
+class Step:
+    urn: str
+    type: str
+    name: str
+    op: Op
+    diffs: list[PropertyDiff] = field(default_factory=list)
+    error: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.type} {self.name}"
+
+
+@dataclass(frozen=True)
+class StepEvent:
+    """Sent while a run goes: `phase` is "start", "done" or "failed"."""
+
+    step: Step
+    phase: str
+
+
+EventSink = Callable[[StepEvent], None]
+
+
+@dataclass
+class RunResult:
+    """What a preview, up or destroy did (or, for a preview, would do)."""
+
+    stack: str
+    kind: str
+    steps: list[Step]
+    outputs: dict[str, Any]
+    seconds: float
+    engine: str
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return count_ops(self.steps)
+
+    @property
+    def changed(self) -> bool:
+        return any(step.op is not Op.SAME for step in self.steps)
+
+
+def count_ops(steps: list[Step]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for step in steps:
+        counts[step.op.value] = counts.get(step.op.value, 0) + 1
+    return counts
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    """What `refresh` found changed out of band for one resource."""
+
+    urn: str
+    type: str
+    name: str
+    status: str  # "ok", "changed" or "gone"
+    diffs: list[PropertyDiff] = field(default_factory=list)

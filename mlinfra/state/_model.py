@@ -1,0 +1,66 @@
+"""Plain records the state store keeps; the engine builds and reads them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["LockHolder", "PendingOperation", "ResourceState", "UpdateRecord"]
+
+
+@dataclass
+class ResourceState:
+    """One resource as the last run left it: what it was asked for and what it became."""
+
+    urn: str
+    type: str
+    name: str
+    custom: bool
+    id: str = ""
+    parent: str = ""
+    inputs: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    dependencies: list[str] = field(default_factory=list)
+    protect: bool = False
+    delete_before_replace: bool = False
+    ignore_changes: list[str] = field(default_factory=list)
+    secret_outputs: list[str] = field(default_factory=list)
+    retain_on_delete: bool = False
+    pending_delete: bool = False
+    """An old instance replaced create-before-delete, still to be deleted."""
+
+
+@dataclass(frozen=True)
+class PendingOperation:
+    """Written before a provider call and removed after it, so a crash leaves a trace."""
+
+    id: int
+    urn: str
+    kind: str
+    inputs: dict[str, Any]
+    started: float
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    pid: int
+    host: str
+    user: str
+    command: str
+    since: float
+
+
+@dataclass(frozen=True)
+class UpdateRecord:
+    id: int
+    stack: str
+    kind: str
+    started: float
+    finished: float | None
+    user: str
+    host: str
+    commit: str
+    dirty: bool
+    result: str
+    summary: dict[str, int]
+    error: str

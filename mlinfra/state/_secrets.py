@@ -1,0 +1,70 @@
+"""Secret values encrypted at rest, keyed by MLINFRA_PASSPHRASE or a generated key file."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import StateError
+
+__all__ = ["PASSPHRASE_ENV", "SecretBox"]
+
+PASSPHRASE_ENV = "MLINFRA_PASSPHRASE"
+KEY_FILE_NAME = "secret.key"
+
+
+class SecretBox:
+    """Encrypts JSON-able values with Fernet; the key is made only when a secret is first seen."""
+
+    def __init__(self, *, state_dir: Path, salt: bytes) -> None:
+        self._state_dir = state_dir
+        self._salt = salt
+        self._fernet: Any = None
+
+    def _cipher(self) -> Any:
+        if self._fernet is None:
+            from cryptography.fernet import Fernet
+
+            self._fernet = Fernet(self._key())
+        return self._fernet
+
+    def _key(self) -> bytes:
+        passphrase = os.environ.get(PASSPHRASE_ENV)
+        if passphrase:
+            from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+            kdf = Scrypt(salt=self._salt, length=32, n=2**14, r=8, p=1)
+            return base64.urlsafe_b64encode(kdf.derive(passphrase.encode()))
+        return self._key_file()
+
+    def _key_file(self) -> bytes:
+        from cryptography.fernet import Fernet
+
+        path = self._state_dir / KEY_FILE_NAME
+        if not path.exists():
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                return path.read_bytes().strip()
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(Fernet.generate_key())
+        return path.read_bytes().strip()
+
+    def encrypt(self, value: Any) -> str:
+        return str(self._cipher().encrypt(json.dumps(value).encode()).decode())
+
+    def decrypt(self, token: str) -> Any:
+        from cryptography.fernet import InvalidToken
+
+        try:
+            return json.loads(self._cipher().decrypt(token.encode()))
+        except InvalidToken as exc:
+            source = f"${PASSPHRASE_ENV}" if os.environ.get(PASSPHRASE_ENV) else "the key file"
+            raise StateError(
+                f"cannot decrypt secrets in the state with {source}: "
+                f"set the {PASSPHRASE_ENV} the state was written with, or restore "
+                f"{self._state_dir / KEY_FILE_NAME}"
+            ) from exc

@@ -1,0 +1,365 @@
+"""The state store on SQLite (WAL): resources, pending operations, outputs, history and locks.
+
+Every write is its own short transaction, so a run killed at any line leaves a consistent state
+that the next run can finish from.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ..errors import StateError, StateLockedError
+from ._model import LockHolder, PendingOperation, ResourceState, UpdateRecord
+from ._secrets import SecretBox
+
+__all__ = ["SqliteStateStore"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS resources (
+    stack TEXT NOT NULL, urn TEXT NOT NULL, pending_delete INTEGER NOT NULL DEFAULT 0,
+    seq INTEGER NOT NULL, body TEXT NOT NULL,
+    PRIMARY KEY (stack, urn, pending_delete)
+);
+CREATE TABLE IF NOT EXISTS operations (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, stack TEXT NOT NULL, urn TEXT NOT NULL,
+    kind TEXT NOT NULL, inputs TEXT NOT NULL, started REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outputs (stack TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS updates (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, stack TEXT NOT NULL, kind TEXT NOT NULL,
+    started REAL NOT NULL, finished REAL, user TEXT NOT NULL, host TEXT NOT NULL,
+    git_commit TEXT NOT NULL, dirty INTEGER NOT NULL, result TEXT NOT NULL,
+    summary TEXT NOT NULL DEFAULT '{}', error TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS locks (
+    stack TEXT PRIMARY KEY, pid INTEGER NOT NULL, started_at REAL NOT NULL, host TEXT NOT NULL,
+    user TEXT NOT NULL, command TEXT NOT NULL, since REAL NOT NULL
+);
+"""
+
+_SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"
+_SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+_ENCRYPTED = "__mlinfra_secret__"
+
+
+class SqliteStateStore:
+    """State of every stack of one project, in `<state_dir>/state.db` (mode 0600)."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.path = state_dir / "state.db"
+        self._lock = threading.RLock()
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True)
+            if not self.path.exists():
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+            self._db = sqlite3.connect(
+                self.path, timeout=5.0, isolation_level=None, check_same_thread=False
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot open the state at {self.path}: {exc}") from exc
+        except OSError as exc:
+            raise StateError(f"cannot create the state directory {state_dir}: {exc}") from exc
+        self._secrets = SecretBox(state_dir=state_dir, salt=self._salt())
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise StateError(f"the state at {self.path} is busy: {exc}") from exc
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    def _salt(self) -> bytes:
+        with self._transaction() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'salt'").fetchone()
+            if row:
+                return bytes(row[0])
+            salt = os.urandom(16)
+            db.execute("INSERT INTO meta (key, value) VALUES ('salt', ?)", (salt,))
+            return salt
+
+    # Secrets: pulumi's secret wrapper goes in encrypted and comes back out as the wrapper.
+
+    def _seal(self, value: Any) -> Any:
+        if isinstance(value, dict):
+            if value.get(_SECRET_SIG_KEY) == _SECRET_SIG:
+                return {_ENCRYPTED: self._secrets.encrypt(value.get("value"))}
+            return {key: self._seal(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self._seal(item) for item in value]
+        return value
+
+    def _unseal(self, value: Any) -> Any:
+        if isinstance(value, dict):
+            if _ENCRYPTED in value:
+                return {
+                    _SECRET_SIG_KEY: _SECRET_SIG,
+                    "value": self._secrets.decrypt(value[_ENCRYPTED]),
+                }
+            return {key: self._unseal(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self._unseal(item) for item in value]
+        return value
+
+    def _encode(self, value: Any) -> str:
+        return json.dumps(self._seal(value), separators=(",", ":"), sort_keys=True)
+
+    def _decode(self, text: str) -> Any:
+        value = json.loads(text)
+        return self._unseal(value) if _ENCRYPTED in text else value
+
+    # Resources
+
+    def stacks(self) -> list[str]:
+        rows = self._query(
+            "SELECT stack FROM resources UNION SELECT stack FROM updates ORDER BY stack"
+        )
+        return [row[0] for row in rows]
+
+    def resources(self, stack: str) -> list[ResourceState]:
+        """Every resource of the stack, in the order they were first created."""
+        rows = self._query(
+            "SELECT body FROM resources WHERE stack = ? ORDER BY seq, pending_delete", (stack,)
+        )
+        return [ResourceState(**self._decode(row[0])) for row in rows]
+
+    def put_resource(
+        self, stack: str, resource: ResourceState, *, clear_operation: int = 0
+    ) -> None:
+        """Checkpoint one resource (and close the operation that produced it, atomically)."""
+        body = self._encode(resource.__dict__)
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT seq FROM resources WHERE stack = ? AND urn = ? AND pending_delete = ?",
+                (stack, resource.urn, int(resource.pending_delete)),
+            ).fetchone()
+            seq = row[0] if row else _next_seq(db, stack)
+            db.execute(
+                "INSERT OR REPLACE INTO resources (stack, urn, pending_delete, seq, body) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (stack, resource.urn, int(resource.pending_delete), seq, body),
+            )
+            if clear_operation:
+                db.execute("DELETE FROM operations WHERE id = ?", (clear_operation,))
+
+    def replace_resource(
+        self, stack: str, old: ResourceState, new: ResourceState, *, clear_operation: int
+    ) -> None:
+        """Record a create-before-delete replacement: the new instance takes the URN, the old
+        one waits for deletion."""
+        old.pending_delete = True
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE resources SET pending_delete = 1, body = ? "
+                "WHERE stack = ? AND urn = ? AND pending_delete = 0",
+                (self._encode(old.__dict__), stack, old.urn),
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO resources (stack, urn, pending_delete, seq, body) "
+                "VALUES (?, ?, 0, ?, ?)",
+                (stack, new.urn, _next_seq(db, stack), self._encode(new.__dict__)),
+            )
+            db.execute("DELETE FROM operations WHERE id = ?", (clear_operation,))
+
+    def remove_resource(
+        self, stack: str, urn: str, *, pending_delete: bool = False, clear_operation: int = 0
+    ) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "DELETE FROM resources WHERE stack = ? AND urn = ? AND pending_delete = ?",
+                (stack, urn, int(pending_delete)),
+            )
+            if clear_operation:
+                db.execute("DELETE FROM operations WHERE id = ?", (clear_operation,))
+
+    # Pending operations
+
+    def begin_operation(self, stack: str, urn: str, kind: str, inputs: dict[str, Any]) -> int:
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO operations (stack, urn, kind, inputs, started) VALUES (?, ?, ?, ?, ?)",
+                (stack, urn, kind, self._encode(inputs), time.time()),
+            )
+            return int(cursor.lastrowid or 0)
+
+    def end_operation(self, operation_id: int) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM operations WHERE id = ?", (operation_id,))
+
+    def pending_operations(self, stack: str) -> list[PendingOperation]:
+        rows = self._query(
+            "SELECT id, urn, kind, inputs, started FROM operations WHERE stack = ? ORDER BY id",
+            (stack,),
+        )
+        return [
+            PendingOperation(id=r[0], urn=r[1], kind=r[2], inputs=self._decode(r[3]), started=r[4])
+            for r in rows
+        ]
+
+    # Stack outputs
+
+    def outputs(self, stack: str) -> dict[str, Any]:
+        rows = self._query("SELECT body FROM outputs WHERE stack = ?", (stack,))
+        return dict(self._decode(rows[0][0])) if rows else {}
+
+    def set_outputs(self, stack: str, outputs: dict[str, Any]) -> None:
+        with self._transaction() as db:
+            if outputs:
+                db.execute(
+                    "INSERT OR REPLACE INTO outputs (stack, body) VALUES (?, ?)",
+                    (stack, self._encode(outputs)),
+                )
+            else:
+                db.execute("DELETE FROM outputs WHERE stack = ?", (stack,))
+
+    # History
+
+    def start_update(self, stack: str, kind: str, *, commit: str, dirty: bool) -> int:
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO updates (stack, kind, started, user, host, git_commit, dirty, result) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, 'in-progress')",
+                (stack, kind, time.time(), _user(), socket.gethostname(), commit, int(dirty)),
+            )
+            return int(cursor.lastrowid or 0)
+
+    def finish_update(
+        self, update_id: int, *, result: str, summary: dict[str, int], error: str = ""
+    ) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE updates SET finished = ?, result = ?, summary = ?, error = ? WHERE id = ?",
+                (time.time(), result, json.dumps(summary, sort_keys=True), error, update_id),
+            )
+
+    def history(self, stack: str, *, limit: int = 50) -> list[UpdateRecord]:
+        rows = self._query(
+            "SELECT id, stack, kind, started, finished, user, host, git_commit, dirty, result, "
+            "summary, error FROM updates WHERE stack = ? ORDER BY id DESC LIMIT ?",
+            (stack, limit),
+        )
+        return [
+            UpdateRecord(
+                id=r[0],
+                stack=r[1],
+                kind=r[2],
+                started=r[3],
+                finished=r[4],
+                user=r[5],
+                host=r[6],
+                commit=r[7],
+                dirty=bool(r[8]),
+                result=r[9],
+                summary=json.loads(r[10]),
+                error=r[11],
+            )
+            for r in rows
+        ]
+
+    # Locks
+
+    def acquire_lock(self, stack: str, command: str, *, force: bool = False) -> LockHolder | None:
+        """Take the stack's lock; returns the stale holder it replaced, if any."""
+        me = _this_process()
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT pid, started_at, host, user, command, since FROM locks WHERE stack = ?",
+                (stack,),
+            ).fetchone()
+            stale: LockHolder | None = None
+            if row:
+                holder = LockHolder(
+                    pid=row[0], host=row[2], user=row[3], command=row[4], since=row[5]
+                )
+                if not force and _alive(row[0], row[1], row[2]):
+                    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.since))
+                    raise StateLockedError(
+                        f"stack {stack!r} is locked by `{holder.command}` (pid {holder.pid} on "
+                        f"{holder.host}, user {holder.user}, since {when}); wait for it to finish, "
+                        "or pass --force-unlock if that process is gone"
+                    )
+                stale = holder
+                db.execute(
+                    "UPDATE updates SET result = 'interrupted', finished = ? "
+                    "WHERE stack = ? AND result = 'in-progress'",
+                    (time.time(), stack),
+                )
+            db.execute(
+                "INSERT OR REPLACE INTO locks (stack, pid, started_at, host, user, command, since) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (stack, me[0], me[1], socket.gethostname(), _user(), command, time.time()),
+            )
+            return stale
+
+    def release_lock(self, stack: str) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM locks WHERE stack = ? AND pid = ?", (stack, os.getpid()))
+
+    def lock_holder(self, stack: str) -> LockHolder | None:
+        rows = self._query(
+            "SELECT pid, started_at, host, user, command, since FROM locks WHERE stack = ?",
+            (stack,),
+        )
+        if not rows or not _alive(rows[0][0], rows[0][1], rows[0][2]):
+            return None
+        pid, _, host, user, command, since = rows[0]
+        return LockHolder(pid=pid, host=host, user=user, command=command, since=since)
+
+
+def _next_seq(db: sqlite3.Connection, stack: str) -> int:
+    row = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM resources WHERE stack = ?", (stack,))
+    return int(row.fetchone()[0])
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())
+
+
+def _this_process() -> tuple[int, float]:
+    import psutil
+
+    return os.getpid(), psutil.Process().create_time()
+
+
+def _alive(pid: int, started_at: float, host: str) -> bool:
+    """Is the lock holder still running? Another host's holder is assumed alive."""
+    if host != socket.gethostname():
+        return True
+    import psutil
+
+    try:
+        return abs(psutil.Process(pid).create_time() - started_at) < 1.0
+    except psutil.Error:
+        return False
