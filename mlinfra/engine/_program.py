@@ -11,6 +11,7 @@ import asyncio
 import logging
 import runpy
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from pulumi.runtime.mocks import MockEngine, MockMonitor, Mocks, MockSettings
 from pulumi.runtime.proto import resource_pb2
 from pulumi.runtime.settings import configure
 from pulumi.runtime.stack import run_in_stack
-from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
+from pulumi.runtime.sync_await import _sync_await
 
 from ..errors import ConfigError, DeploymentError
 
@@ -73,13 +74,32 @@ class EngineMonitor(MockMonitor):
         super().__init__(_NoMocks())
         self._registrar = registrar
         self._stack_urn = ""
+        self._loops: list[asyncio.AbstractEventLoop] = []
+        self._loops_lock = threading.Lock()
+
+    def _thread_loop(self) -> None:
+        """The SDK's (de)serializers need an event loop on the calling executor thread; make it
+        here so it can be closed when the run ends instead of leaking."""
+        try:
+            asyncio.get_event_loop_policy().get_event_loop()
+        except RuntimeError:
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            with self._loops_lock:
+                self._loops.append(loop)
+
+    def close_loops(self) -> None:
+        with self._loops_lock:
+            for loop in self._loops:
+                loop.close()
+            self._loops.clear()
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
         urn = self.make_urn(request.parent, request.type, request.name)
         if request.type == STACK_TYPE:
             self._stack_urn = urn
             return resource_pb2.RegisterResourceResponse(urn=urn)
-        _ensure_event_loop()
+        self._thread_loop()
         registration = Registration(
             urn=urn,
             type=request.type,
@@ -103,7 +123,7 @@ class EngineMonitor(MockMonitor):
 
     def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802
         if request.urn == self._stack_urn:
-            _ensure_event_loop()
+            self._thread_loop()
             outputs = rpc.deserialize_properties(request.outputs, keep_unknowns=True)
             self._registrar.set_stack_outputs(dict(outputs))
         return super().RegisterResourceOutputs(request)
@@ -150,7 +170,9 @@ def run_program(
     try:
         loop.run_until_complete(run_in_stack(_runner(main)))
     finally:
+        loop.run_until_complete(loop.shutdown_default_executor())
         loop.close()
+        monitor.close_loops()
         asyncio.set_event_loop(None)
 
 

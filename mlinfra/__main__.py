@@ -1,0 +1,5 @@
+"""`python -m mlinfra` runs the CLI."""
+
+from .cli import main
+
+main()

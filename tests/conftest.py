@@ -1,0 +1,96 @@
+"""Shared fixtures: real projects in temporary directories, run in-process or as real CLI processes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+MLINFRA = [sys.executable, "-m", "mlinfra"]
+
+
+@dataclass
+class JournalProject:
+    """The journal fixture project copied to a temporary directory."""
+
+    root: Path
+    out: Path
+    journal_file: Path
+
+    def environment(self, name: str = "dev"):  # noqa: ANN201 - mlinfra.config.Environment
+        from mlinfra.config import load_project
+
+        return load_project(self.root).environment(name)
+
+    def engine(self, name: str = "dev"):  # noqa: ANN201 - mlinfra.engine.Engine
+        from mlinfra.engine import open_engine
+
+        return open_engine(self.environment(name))
+
+    def journal(self) -> list[str]:
+        if not self.journal_file.exists():
+            return []
+        return self.journal_file.read_text().splitlines()
+
+    def cli(
+        self, *args: str, env: dict[str, str] | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        return run_cli(
+            *args, cwd=self.root, env={"MLINFRA_ENV": "dev", **(env or {})}, timeout=timeout
+        )
+
+    def popen(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        """Start the CLI in the background, output discarded (for runs a test kills or races)."""
+        return subprocess.Popen(
+            [*MLINFRA, *args],
+            cwd=self.root,
+            env=cli_env({"MLINFRA_ENV": "dev", **(env or {})}),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+
+
+def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"NO_COLOR": "1", "COLUMNS": "200", "TERM": "dumb"})
+    env.update(extra or {})
+    return env
+
+
+def run_cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run the real `mlinfra` command in a child process, stdin closed (no terminal)."""
+    return subprocess.run(
+        [*MLINFRA, *args],
+        cwd=cwd,
+        env=cli_env(env),
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def journal_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[JournalProject]:
+    root = tmp_path / "journal"
+    shutil.copytree(FIXTURES / "journal", root)
+    out = tmp_path / "out"
+    out.mkdir()
+    project = JournalProject(root=root, out=out, journal_file=tmp_path / "journal.log")
+    monkeypatch.setenv("OUT_DIR", str(out))
+    monkeypatch.setenv("JOURNAL", str(project.journal_file))
+    for knob in ("COUNT", "CONTENT", "PROTECT", "RENAME", "FAIL_ON", "SLOW_SECONDS"):
+        monkeypatch.delenv(knob, raising=False)
+    monkeypatch.delenv("MLINFRA_PASSPHRASE", raising=False)
+    yield project
