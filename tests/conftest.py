@@ -1,4 +1,4 @@
-"""Shared fixtures: real projects in temporary directories, run in-process or as real CLI processes."""
+"""Shared fixtures: real projects in temporary directories, run in-process or as CLI processes."""
 
 from __future__ import annotations
 

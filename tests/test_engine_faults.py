@@ -1,4 +1,4 @@
-"""Faults done for real: `mlinfra up` processes killed with SIGKILL, two ups at once, stale locks."""
+"""Faults done for real: `mlinfra up` killed with SIGKILL, two ups at once, stale locks."""
 
 from __future__ import annotations
 
