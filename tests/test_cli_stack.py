@@ -1,0 +1,95 @@
+"""The real `mlinfra` command in child processes: bad input gets one line and an exit code."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import run_cli
+
+
+def _one_line_error(result, code: int) -> str:
+    assert result.returncode == code, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (lambda t: t + "\nbroken = \n", "not valid TOML"),
+        (lambda t: t.replace("[env.dev]", "[env.dev]\ncolour = 1"), "unknown key 'env.dev.colour'"),
+        (
+            lambda t: t.replace("serving.port = 8799", 'serving.port = "high"'),
+            "env.other.serving.port",
+        ),
+        (lambda t: t.replace('engine = "embedded"', 'engine = "magic"', 1), "env.dev.engine"),
+        (lambda t: t.replace('name = "journal"', 'name = "Bad Name"'), "project.name"),
+    ],
+    ids=["malformed", "unknown-key", "wrong-type", "bad-choice", "bad-name"],
+)
+def test_bad_config_gives_one_line_naming_file_and_key(journal_project, edit, expected):
+    config = journal_project.root / "mlinfra.toml"
+    config.write_text(edit(config.read_text()))
+    line = _one_line_error(journal_project.cli("preview"), 2)
+    assert str(config) in line and expected in line
+
+
+def test_unknown_env_lists_the_known_ones(journal_project):
+    line = _one_line_error(journal_project.cli("status", "--env", "prod"), 2)
+    assert "unknown env 'prod'" in line and "dev, other" in line
+
+
+def test_no_project_found_says_how_to_make_one(tmp_path):
+    line = _one_line_error(run_cli("status", cwd=tmp_path), 2)
+    assert "no mlinfra.toml" in line and "mlinfra init" in line
+
+
+def test_up_without_terminal_or_yes_refuses_and_changes_nothing(journal_project):
+    line = _one_line_error(journal_project.cli("up"), 2)
+    assert "--yes" in line
+    assert list(journal_project.out.iterdir()) == []
+
+
+def test_destroy_without_yes_refuses(journal_project):
+    assert journal_project.cli("up", "--yes").returncode == 0
+    _one_line_error(journal_project.cli("destroy"), 2)
+    assert len(list(journal_project.out.iterdir())) == 3
+
+
+def test_read_commands_speak_json(journal_project):
+    preview = json.loads(journal_project.cli("preview", "--json").stdout)
+    assert preview["counts"] == {"create": 4} and preview["changed"] is True
+    assert journal_project.cli("up", "--yes").returncode == 0
+    outputs = json.loads(journal_project.cli("outputs", "--json").stdout)
+    assert outputs == {"sizes": [5, 5, 5], "token": "[secret]"}
+    shown = json.loads(journal_project.cli("outputs", "--json", "--show-secrets").stdout)
+    assert shown["token"] == "s3cr3t-output"
+    history = json.loads(journal_project.cli("history", "--json").stdout)
+    assert history[0]["kind"] == "up" and history[0]["result"] == "succeeded"
+    envs = json.loads(journal_project.cli("envs", "--json").stdout)
+    assert [e["name"] for e in envs["envs"]] == ["dev", "other"]
+    refresh = json.loads(journal_project.cli("refresh", "--json").stdout)
+    assert {r["status"] for r in refresh["resources"]} == {"ok"}
+
+
+def test_refresh_exits_nonzero_when_drifted(journal_project):
+    journal_project.cli("up", "--yes")
+    (journal_project.out / "f1.txt").unlink()
+    result = journal_project.cli("refresh")
+    assert result.returncode == 1
+    assert "f1: gone" in result.stdout
+
+
+def test_no_color_is_respected(journal_project):
+    result = journal_project.cli("preview", env={"FORCE_COLOR": "1", "NO_COLOR": "1"})
+    assert result.returncode == 0
+    assert "\x1b[3" not in result.stdout, "no foreground colours"
+
+
+def test_secrets_never_printed_by_up(journal_project):
+    result = journal_project.cli("up", "--yes")
+    assert result.returncode == 0
+    assert "s3cr3t" not in result.stdout + result.stderr
