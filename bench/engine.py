@@ -1,6 +1,6 @@
 """Benchmark the embedded engine: whole-process `mlinfra preview` and no-op `mlinfra up`.
 
-    python bench/engine.py            # synthetic stacks of 10, 100, 1000 resources + the iris dev env
+    python bench/engine.py            # stacks of 10, 100, 1000 resources, and the iris dev env
     python bench/engine.py --runs 7
 
 Prints a markdown table; copy it into docs/benchmarks.md with the machine and date.
