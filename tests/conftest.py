@@ -94,3 +94,65 @@ def journal_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
         monkeypatch.delenv(knob, raising=False)
     monkeypatch.delenv("MLINFRA_PASSPHRASE", raising=False)
     yield project
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class IrisProject:
+    """The bundled example copied to a temporary directory, on free ports."""
+
+    root: Path
+    ports: dict[str, int]
+
+    def cli(
+        self, *args: str, env: dict[str, str] | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        return run_cli(*args, cwd=self.root, env=env, timeout=timeout)
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [*MLINFRA, *args],
+            cwd=self.root,
+            env=cli_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+
+    def processes(self) -> list:  # noqa: ANN201 - list[psutil.Process]
+        """Every live process started for this project (they all name its folder)."""
+        import psutil
+
+        found = []
+        for process in psutil.process_iter(["cmdline", "status"]):
+            cmdline = " ".join(process.info["cmdline"] or [])
+            if str(self.root) in cmdline and process.info["status"] != psutil.STATUS_ZOMBIE:
+                found.append(process)
+        return found
+
+
+@pytest.fixture
+def iris_project(tmp_path: Path) -> Iterator[IrisProject]:
+    root = tmp_path / "iris"
+    shutil.copytree(ROOT / "examples" / "iris", root, ignore=shutil.ignore_patterns(".mlinfra"))
+    config = root / "mlinfra.toml"
+    text = config.read_text().replace('"../../stacks"', f'"{ROOT / "stacks"}"')
+    ports = {"dev": free_port(), "staging": free_port()}
+    text = text.replace("serving.port = 8701", f"serving.port = {ports['dev']}")
+    text = text.replace("serving.port = 8702", f"serving.port = {ports['staging']}")
+    config.write_text(text)
+    project = IrisProject(root=root, ports=ports)
+    yield project
+    for env in ports:
+        project.cli("destroy", "--yes", "--force-unlock", "--env", env)

@@ -115,13 +115,14 @@ class StepPrinter:
             return
         if step.op.value == "same":
             return
-        took = time.perf_counter() - self._started.pop(key, time.perf_counter())
+        began = self._started.pop(key, None)
+        took = f"  [dim]{time.perf_counter() - began:.1f}s[/]" if began is not None else ""
         symbol = _SYMBOLS[step.op.value]
         label = _type_label(step.type, step.name)
         if event.phase == "failed":
             console.print(f" [red]x[/] {step.op.value:8} {label}  [red]{escape(step.error)}[/]")
         else:
-            console.print(f" {symbol} {step.op.value:8} {label}  [dim]{took:.1f}s[/]")
+            console.print(f" {symbol} {step.op.value:8} {label}{took}")
 
 
 def print_result(result: RunResult, *, diff: bool = False, show_secrets: bool = False) -> None:

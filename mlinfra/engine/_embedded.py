@@ -7,6 +7,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from ..config import Environment, using_environment
@@ -110,6 +111,7 @@ class EmbeddedEngine:
                 steps.append(step)
                 _emit(on_event, step, "done")
             self.store.set_outputs(self.stack, {})
+        _remove_empty_folders(self.env.env_dir, stop_at=self.env.state_dir)
         return self._result("destroy", steps, {}, started)
 
     def refresh(self, *, apply: bool = False, force_unlock: bool = False) -> list[DriftReport]:
@@ -234,6 +236,16 @@ class EmbeddedEngine:
 def _emit(on_event: EventSink | None, step: Step, phase: str) -> None:
     if on_event is not None:
         on_event(StepEvent(step=step, phase=phase))
+
+
+def _remove_empty_folders(folder: Path, *, stop_at: Path) -> None:
+    """Take away the env's folders once its providers have emptied them."""
+    while folder != stop_at and stop_at in folder.parents:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        folder = folder.parent
 
 
 def _git_state(root: Any) -> tuple[str, bool]:
