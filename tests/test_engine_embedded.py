@@ -205,3 +205,17 @@ def test_environments_have_separate_state(journal_project):
     db = sqlite3.connect(journal_project.root / ".mlinfra" / "state.db")
     stacks = {row[0] for row in db.execute("SELECT stack FROM resources")}
     assert stacks == {"dev"}
+
+
+def test_failed_update_names_the_resource_and_keeps_earlier_updates(journal_project, monkeypatch):
+    engine = journal_project.engine()
+    engine.up()
+    monkeypatch.setenv("CONTENT", "v2")
+    monkeypatch.setenv("FAIL_ON", "update:f1")
+    with pytest.raises(DeploymentError, match=r"^f1 .*update failed: .*injected failure"):
+        engine.up()
+    state = {r.name: r for r in engine.resources()}
+    assert state["f0"].inputs["content"] == "v2" and state["f1"].inputs["content"] == "hello"
+    monkeypatch.delenv("FAIL_ON")
+    result = engine.up()
+    assert _ops(result) == {"group": "same", "f0": "same", "f1": "update", "f2": "update"}
