@@ -93,3 +93,16 @@ def test_secrets_never_printed_by_up(journal_project):
     result = journal_project.cli("up", "--yes")
     assert result.returncode == 0
     assert "s3cr3t" not in result.stdout + result.stderr
+
+
+def test_a_broken_stack_program_is_reported_in_one_line(journal_project):
+    program = journal_project.root / "stack" / "__main__.py"
+    program.write_text(program.read_text() + "\nraise ValueError('boom in the program')\n")
+    line = _one_line_error(journal_project.cli("preview"), 5)
+    assert "stack program" in line and "ValueError: boom in the program" in line
+
+
+def test_a_missing_stack_program_names_the_setting(journal_project):
+    (journal_project.root / "stack" / "__main__.py").unlink()
+    line = _one_line_error(journal_project.cli("preview"), 2)
+    assert "no Pulumi program" in line and "stack" in line

@@ -16,7 +16,7 @@ from pulumi.runtime.rpc import UNKNOWN
 from ..errors import DeploymentError, MlinfraError, ProtectedResourceError
 from ..state import ResourceState, SqliteStateStore
 from ._diff import INTERNAL_KEYS, diff_properties
-from ._program import Registration
+from ._program import Registration, StepFailed
 from ._providers import (
     DYNAMIC_TYPE_PREFIX,
     PROVIDER_KEY,
@@ -48,6 +48,7 @@ class Deployment:
         self.registered: dict[str, Registration] = {}
         self.steps: list[Step] = []
         self.failures: list[Step] = []
+        self._failed_urns: set[str] = set()
         self.outputs: dict[str, Any] = {}
 
     # Registrar protocol
@@ -56,19 +57,28 @@ class Deployment:
         self.outputs = outputs
 
     def register(self, reg: Registration) -> tuple[str, dict[str, Any]]:
-        with self._lock:
-            if reg.urn in self.registered:
-                raise DeploymentError(f"two resources are named {reg.name!r} with type {reg.type}")
-            self.registered[reg.urn] = reg
         step = Step(urn=reg.urn, type=reg.type, name=reg.name, op=Op.SAME)
+        with self._lock:
+            duplicate = reg.urn in self.registered
+            self.registered[reg.urn] = reg
+            blocked = self._failed_urns & {reg.parent, *reg.dependencies}
         try:
+            if duplicate:
+                raise DeploymentError(f"two resources are named {reg.name!r} with type {reg.type}")
+            if blocked:
+                with self._lock:
+                    self._failed_urns.add(reg.urn)
+                raise StepFailed(reg.urn)
             return self._register(reg, step)
+        except StepFailed:
+            raise
         except Exception as exc:
             step.error = str(exc) if isinstance(exc, MlinfraError) else _describe(exc)
             with self._lock:
                 self.failures.append(step)
+                self._failed_urns.add(reg.urn)
             self._emit(step, "failed")
-            raise
+            raise StepFailed(reg.urn) from None
 
     # Steps
 

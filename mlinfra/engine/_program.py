@@ -11,7 +11,7 @@ import asyncio
 import logging
 import runpy
 import sys
-import threading
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +26,7 @@ from pulumi.runtime.sync_await import _sync_await
 
 from ..errors import ConfigError, DeploymentError
 
-__all__ = ["Registrar", "Registration", "ensure_importable", "run_program"]
+__all__ = ["Registrar", "Registration", "StepFailed", "ensure_importable", "run_program"]
 
 STACK_TYPE = "pulumi:pulumi:Stack"
 _log = logging.getLogger("mlinfra.engine")
@@ -49,6 +49,10 @@ class Registration:
     replace_on_changes: list[str]
     retain_on_delete: bool
     additional_secret_outputs: list[str]
+
+
+class StepFailed(Exception):
+    """A registration the engine could not carry out; it already recorded why."""
 
 
 class Registrar(Protocol):
@@ -74,32 +78,12 @@ class EngineMonitor(MockMonitor):
         super().__init__(_NoMocks())
         self._registrar = registrar
         self._stack_urn = ""
-        self._loops: list[asyncio.AbstractEventLoop] = []
-        self._loops_lock = threading.Lock()
-
-    def _thread_loop(self) -> None:
-        """The SDK's (de)serializers need an event loop on the calling executor thread; make it
-        here so it can be closed when the run ends instead of leaking."""
-        try:
-            asyncio.get_event_loop_policy().get_event_loop()
-        except RuntimeError:
-            loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(loop)
-            with self._loops_lock:
-                self._loops.append(loop)
-
-    def close_loops(self) -> None:
-        with self._loops_lock:
-            for loop in self._loops:
-                loop.close()
-            self._loops.clear()
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
         urn = self.make_urn(request.parent, request.type, request.name)
         if request.type == STACK_TYPE:
             self._stack_urn = urn
             return resource_pb2.RegisterResourceResponse(urn=urn)
-        self._thread_loop()
         registration = Registration(
             urn=urn,
             type=request.type,
@@ -117,13 +101,17 @@ class EngineMonitor(MockMonitor):
             retain_on_delete=bool(request.retainOnDelete),
             additional_secret_outputs=list(request.additionalSecretOutputs),
         )
-        id_, outputs = self._registrar.register(registration)
+        try:
+            id_, outputs = self._registrar.register(registration)
+        except StepFailed:
+            # Reported as the engine does: the SDK marks the outputs unknown and the program
+            # goes on, so resources that do not depend on this one are still applied.
+            return resource_pb2.RegisterResourceResponse(urn=urn, result=resource_pb2.Result.FAIL)
         payload = _sync_await(rpc.serialize_properties(outputs, {}))
         return resource_pb2.RegisterResourceResponse(urn=urn, id=id_, object=payload)
 
     def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802
         if request.urn == self._stack_urn:
-            self._thread_loop()
             outputs = rpc.deserialize_properties(request.outputs, keep_unknowns=True)
             self._registrar.set_stack_outputs(dict(outputs))
         return super().RegisterResourceOutputs(request)
@@ -165,15 +153,28 @@ def run_program(
         )
     )
     ensure_importable([main.parent])
+    thread_loops: list[asyncio.AbstractEventLoop] = []
+
+    def give_thread_a_loop() -> None:
+        # The SDK (de)serializes on executor threads and needs an event loop there; making it
+        # here lets the run close it, where the SDK's own would leak until garbage collection.
+        thread_loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(thread_loop)
+        thread_loops.append(thread_loop)
+
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
+    loop.set_default_executor(
+        ThreadPoolExecutor(thread_name_prefix="mlinfra-register", initializer=give_thread_a_loop)
+    )
     try:
         loop.run_until_complete(run_in_stack(_runner(main)))
     finally:
         loop.run_until_complete(loop.shutdown_default_executor())
         loop.close()
-        monitor.close_loops()
         asyncio.set_event_loop(None)
+        for thread_loop in thread_loops:
+            thread_loop.close()
 
 
 def ensure_importable(folders: list[Path]) -> None:
