@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
     "EnvSettings",
@@ -35,15 +35,41 @@ class ProjectSettings(_Strict):
 
 
 class ModelSpec(_Strict):
-    """Where a model's pieces live in the user's code, as `module:attribute` entry points."""
+    """Where a model's pieces live in the user's code, as `module:attribute` entry points.
+
+    `data` and `evaluation_data` return (features, target) or a scikit-learn Bunch; `estimator`
+    is an estimator or a function returning one; `search_space` a dict of parameter -> values
+    (or scipy distributions for random and halving search), or a function returning one.
+    """
 
     data: str = Field(pattern=ENTRY_POINT_PATTERN)
     estimator: str = Field(pattern=ENTRY_POINT_PATTERN)
     search_space: str | None = Field(None, pattern=ENTRY_POINT_PATTERN)
     evaluation_data: str | None = Field(None, pattern=ENTRY_POINT_PATTERN)
     task: Literal["classification", "regression"] = "classification"
+    metric: str | None = Field(None, description="what search optimizes; accuracy or r2 by default")
     gates: list[str] = Field(default_factory=list)
-    slices: dict[str, str] = Field(default_factory=dict)
+    slices: dict[str, str] = Field(
+        default_factory=dict, description="name -> pandas query over the features"
+    )
+    seed: int = Field(0, ge=0, description="seeds the splits, the search and the samples")
+    test_size: float = Field(0.2, gt=0, lt=1)
+    cv: int = Field(3, ge=2, le=20, description="cross-validation folds in a search")
+    trusted_types: list[str] = Field(
+        default_factory=list, description="your own classes skops may load, as module.Class"
+    )
+
+    @model_validator(mode="after")
+    def _check_metric_and_gates(self) -> ModelSpec:
+        from ..evaluation._gates import parse_gate
+        from ..evaluation._metrics import metric_names
+
+        if self.metric is not None and self.metric not in metric_names(self.task):
+            known = ", ".join(metric_names(self.task))
+            raise ValueError(f"metric {self.metric!r} is not a {self.task} metric; known: {known}")
+        for gate in self.gates:
+            parse_gate(gate, task=self.task, slices=self.slices)
+        return self
 
 
 class TrainingSettings(_Strict):
