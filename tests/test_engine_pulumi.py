@@ -25,9 +25,9 @@ import pytest
 
 from mlinfra.config import Environment, load_project
 from mlinfra.engine import Op, StepEvent, open_engine
-from mlinfra.engine._pulumi import (
+from mlinfra.engine._pulumi import PulumiEngine
+from mlinfra.engine._pulumi_translate import (
     DriftCollector,
-    PulumiEngine,
     StepCollector,
     raised_error,
     resources_from_deployment,

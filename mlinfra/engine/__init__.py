@@ -70,16 +70,22 @@ def open_engine(env: Environment) -> Engine:
         )
     if choice == "pulumi":
         if not shutil.which("pulumi"):
-            raise EngineUnavailableError(
-                f'env {env.name!r} uses engine = "pulumi" but no `pulumi` CLI is on PATH; '
-                'install it (https://www.pulumi.com/docs/install/) or set engine = "embedded"'
-            )
+            raise EngineUnavailableError(missing_cli_message(env))
         from ._pulumi import PulumiEngine
 
         return PulumiEngine(env)
     from ._embedded import EmbeddedEngine
 
     return EmbeddedEngine(env)
+
+
+def missing_cli_message(env: Environment) -> str:
+    """Said here before an engine is made, and by the pulumi engine if the CLI is gone by the
+    time it runs; kept here, as choosing an engine must not import `pulumi.automation`."""
+    return (
+        f"env {env.name!r} uses the pulumi engine but no `pulumi` CLI is on PATH; install it "
+        '(https://www.pulumi.com/docs/install/) or set engine = "embedded"'
+    )
 
 
 def _embedded_state_exists(env: Environment) -> bool:

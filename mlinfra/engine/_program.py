@@ -26,7 +26,14 @@ from pulumi.runtime.sync_await import _sync_await
 
 from ..errors import ConfigError, DeploymentError
 
-__all__ = ["Registrar", "Registration", "StepFailed", "ensure_importable", "run_program"]
+__all__ = [
+    "Registrar",
+    "Registration",
+    "StepFailed",
+    "ensure_importable",
+    "program_file",
+    "run_program",
+]
 
 STACK_TYPE = "pulumi:pulumi:Stack"
 _log = logging.getLogger("mlinfra.engine")
@@ -132,12 +139,7 @@ def run_program(
     preview: bool,
 ) -> None:
     """Run the program at `program` (a `__main__.py` or its directory) to completion."""
-    main = program / "__main__.py" if program.is_dir() else program
-    if not main.is_file():
-        raise ConfigError(
-            f"no Pulumi program at {main}; set `stack` under [project] in mlinfra.toml "
-            "to the directory holding __main__.py"
-        )
+    main = program if program.is_file() else program_file(program)
     monitor = EngineMonitor(registrar)
     features = set(monitor.GetDeploymentInfo(None).supportedFeatures)
     configure(
@@ -175,6 +177,17 @@ def run_program(
         asyncio.set_event_loop(None)
         for thread_loop in thread_loops:
             thread_loop.close()
+
+
+def program_file(stack_dir: Path) -> Path:
+    """The stack program, `__main__.py` in the stack directory, as both engines run it."""
+    main = stack_dir / "__main__.py"
+    if not main.is_file():
+        raise ConfigError(
+            f"no Pulumi program at {main}; set `stack` under [project] in mlinfra.toml "
+            "to the directory holding __main__.py"
+        )
+    return main
 
 
 def ensure_importable(folders: list[Path]) -> None:
