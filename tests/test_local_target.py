@@ -78,3 +78,13 @@ def test_two_environments_run_side_by_side(iris_project):
     assert _live(iris_project.ports["dev"]) and _live(iris_project.ports["staging"])
     unauthenticated = httpx.get(f"http://127.0.0.1:{iris_project.ports['staging']}/v2/models/iris")
     assert unauthenticated.status_code == 401, "staging has serving.auth = true"
+    staging = json.loads(iris_project.cli("outputs", "--json", "--env", "staging").stdout)
+    assert staging["serving_token"] == "[secret]"
+    shown = iris_project.cli("outputs", "--json", "--show-secrets", "--env", "staging")
+    token = json.loads(shown.stdout)["serving_token"]
+    authenticated = httpx.get(
+        f"http://127.0.0.1:{iris_project.ports['staging']}/v2/health/ready",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert authenticated.status_code == 400, "OIP v2: not ready (no model yet) is a 4xx"
+    assert token.encode() not in (iris_project.root / ".mlinfra" / "state.db").read_bytes()

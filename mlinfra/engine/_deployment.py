@@ -11,6 +11,7 @@ import traceback
 from typing import Any
 
 from pulumi.dynamic import ResourceProvider
+from pulumi.output import Unknown
 from pulumi.runtime.rpc import UNKNOWN
 
 from ..errors import DeploymentError, MlinfraError, ProtectedResourceError
@@ -353,7 +354,8 @@ def delete_order(resources: list[ResourceState]) -> list[ResourceState]:
 
 
 def _has_unknown(value: Any) -> bool:
-    if value == UNKNOWN:
+    """Preview inputs not known yet arrive as the sentinel string or as pulumi's Unknown."""
+    if isinstance(value, Unknown) or (isinstance(value, str) and value == UNKNOWN):
         return True
     if isinstance(value, dict):
         return any(_has_unknown(item) for item in value.values())

@@ -1,0 +1,43 @@
+"""ModelRegistry: where model versions, their artifacts and the per-env aliases are kept."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+
+from ..config import Environment
+from ..providers.local import RegistryStore, RegistryStoreArgs
+from ._target import Target, require_local
+
+__all__ = ["ModelRegistry", "ModelRegistryArgs"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelRegistryArgs:
+    path: pulumi.Input[str]
+    """Directory of the registry (registry.db and artifacts/); absolute."""
+    target: Target = "local"
+
+    @classmethod
+    def from_environment(cls, env: Environment) -> ModelRegistryArgs:
+        return cls(path=str(env.registry_path), target=env.settings.target)
+
+
+class ModelRegistry(pulumi.ComponentResource):
+    """On `local`, a SQLite database and a content-addressed artifact directory."""
+
+    path: pulumi.Output[str]
+    uri: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: ModelRegistryArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        require_local(args.target, "ModelRegistry")
+        super().__init__("mlinfra:index:ModelRegistry", name, None, opts)
+        store = RegistryStore(
+            f"{name}-store", RegistryStoreArgs(path=args.path), pulumi.ResourceOptions(parent=self)
+        )
+        self.path = store.path
+        self.uri = store.uri
+        self.register_outputs({"path": self.path, "uri": self.uri})

@@ -1,0 +1,91 @@
+"""Directory resources: a root with a known layout, made whole on create and update, read for
+missing parts, and taken apart on delete without touching files mlinfra did not make."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
+
+from ._base import AbsolutePath, LocalProvider, ProviderInputs, gone
+
+__all__ = ["DirectoryInputs", "DirectoryProvider", "remove", "write_atomic"]
+
+
+class DirectoryInputs(ProviderInputs):
+    path: AbsolutePath
+
+
+InputsT = TypeVar("InputsT", bound=DirectoryInputs)
+
+
+class DirectoryProvider(LocalProvider[InputsT]):
+    """Create, update and read all mean "make the layout whole, then report it", so a create
+    killed half-way is finished by the next one instead of duplicated."""
+
+    replace_on = frozenset({"path"})
+    parts: ClassVar[tuple[str, ...]]
+    """Entries of the layout: read reports the missing ones, delete removes them."""
+    leftovers: ClassVar[tuple[str, ...]] = ()
+    """Files made along the way (a partial write, database sidecars) that delete also removes."""
+
+    def build(self, root: Path, inputs: InputsT) -> None:
+        """Make the layout under an existing root; must be idempotent."""
+        raise NotImplementedError
+
+    def describe(self, root: Path, inputs: InputsT) -> dict[str, Any]:
+        """Outputs found on disk, overriding the echoed inputs."""
+        return {}
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        inputs = self.parse(props)
+        return CreateResult(id_=inputs.path, outs=self._ensure(inputs))
+
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        return UpdateResult(outs=self._ensure(self.parse(news)))
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        root = Path(id_)
+        if not root.is_dir():
+            return gone()
+        return ReadResult(id_=id_, outs=self._outputs(root, self.parse(props)))
+
+    def delete(self, id_: str, _props: dict[str, Any]) -> None:
+        root = Path(id_)
+        for name in (*self.parts, *self.leftovers):
+            remove(root / name)
+        if root.is_dir() and not any(root.iterdir()):
+            root.rmdir()
+
+    def drifted(self, outs: dict[str, Any]) -> bool:
+        return bool(outs.get("missing"))
+
+    def _ensure(self, inputs: InputsT) -> dict[str, Any]:
+        root = Path(inputs.path)
+        root.mkdir(parents=True, exist_ok=True)
+        self.build(root, inputs)
+        return self._outputs(root, inputs)
+
+    def _outputs(self, root: Path, inputs: InputsT) -> dict[str, Any]:
+        missing = [name for name in self.parts if not (root / name).exists()]
+        return {**inputs.model_dump(), **self.describe(root, inputs), "missing": missing}
+
+
+def write_atomic(path: Path, text: str, *, mode: int = 0o644) -> None:
+    """Write via `<name>.partial` and a rename, so a killed write never leaves half a file."""
+    partial = path.with_name(path.name + ".partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.chmod(partial, mode)
+    os.replace(partial, path)
+
+
+def remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)

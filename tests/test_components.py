@@ -1,0 +1,219 @@
+"""The resource graph the components and the bundled stack program declare.
+
+These tests run the real stack program and components on `pulumi.runtime.Mocks`: the engine is
+not the subject here (the embedded engine's own tests run it for real), and the mocks only record
+each registration (type, parent, dependencies, secret outputs) and echo inputs back as outputs.
+"""
+
+from __future__ import annotations
+
+import runpy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+from pulumi.runtime.mocks import MockMonitor, MockResourceArgs, Mocks
+
+from mlinfra.components import (
+    ModelRegistry,
+    ModelRegistryArgs,
+    ServingStack,
+    ServingStackArgs,
+    TrainingCluster,
+    TrainingClusterArgs,
+)
+from mlinfra.config import Environment, Project, ProjectConfig, using_environment
+from mlinfra.errors import ConfigError
+
+STACK_PROGRAM = Path(__file__).parents[1] / "stacks" / "__main__.py"
+DYNAMIC = "pulumi-python:dynamic/mlinfra"
+
+
+@dataclass
+class Registered:
+    type: str
+    name: str
+    parent: str
+    dependencies: list[str]
+    inputs: dict[str, Any]
+    secret_outputs: list[str]
+
+
+class RecordingMonitor(MockMonitor):
+    """A mock monitor that also keeps what the engine would be told about each resource."""
+
+    def __init__(self) -> None:
+        super().__init__(EchoMocks())
+        self.registered: dict[str, Registered] = {}
+        self.result: Any = None
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - the gRPC method name
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            self.registered[request.name] = Registered(
+                type=request.type,
+                name=request.name,
+                parent=request.parent,
+                dependencies=list(request.dependencies),
+                inputs=pulumi.runtime.rpc.deserialize_properties(request.object),
+                secret_outputs=list(request.additionalSecretOutputs),
+            )
+        return response
+
+    def urn(self, name: str) -> str:
+        return next(urn for urn in self.resources if urn.endswith("::" + name))
+
+
+class EchoMocks(Mocks):
+    """Outputs are the inputs plus made-up values for the computed outputs the program reads."""
+
+    def new_resource(self, args: MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        computed = {
+            f"{DYNAMIC}:RegistryStore": {"uri": "file:///mock/registry"},
+            f"{DYNAMIC}:ModelServer": {"url": "http://127.0.0.1:1"},
+            f"{DYNAMIC}:GeneratedToken": {"token": "mock-token"},
+        }.get(args.typ, {})
+        return f"{args.name}-id", {**args.inputs, **computed}
+
+    def call(self, args: Any) -> tuple[dict[str, Any], None]:
+        return {}, None
+
+
+def environment(tmp_path: Path, name: str = "dev", **settings: Any) -> Environment:
+    config = ProjectConfig.model_validate({"project": {"name": "demo"}, "env": {name: settings}})
+    return Project(root=tmp_path, config=config).environment(name)
+
+
+def run_on_mocks(env: Environment, program: Any) -> RecordingMonitor:
+    """Run `program` on mocks; what its returned output resolves to lands in monitor.result."""
+    monitor = RecordingMonitor()
+    pulumi.runtime.set_mocks(monitor.mocks, project="demo", stack=env.name, monitor=monitor)
+
+    @pulumi.runtime.test
+    def body() -> Any:
+        with using_environment(env):
+            return pulumi.Output.from_input(program()).apply(record)
+
+    def record(value: Any) -> None:
+        monitor.result = value
+
+    body()
+    return monitor
+
+
+def run_stack_program(env: Environment) -> RecordingMonitor:
+    def program() -> Any:
+        runpy.run_path(str(STACK_PROGRAM))
+        return pulumi.runtime.get_root_resource().outputs  # what pulumi.export recorded
+
+    return run_on_mocks(env, program)
+
+
+def test_public_surface() -> None:
+    import mlinfra.components as components
+
+    assert components.__all__ == [
+        "ModelRegistry",
+        "ModelRegistryArgs",
+        "ServingStack",
+        "ServingStackArgs",
+        "Target",
+        "TrainingCluster",
+        "TrainingClusterArgs",
+    ]
+
+
+def test_stack_program_on_mocks_declares_components_with_children(tmp_path: Path) -> None:
+    monitor = run_stack_program(environment(tmp_path))
+    types = {name: r.type for name, r in monitor.registered.items()}
+    assert types == {
+        "training": "mlinfra:index:TrainingCluster",
+        "training-workspace": f"{DYNAMIC}:TrainingWorkspace",
+        "registry": "mlinfra:index:ModelRegistry",
+        "registry-store": f"{DYNAMIC}:RegistryStore",
+        "serving": "mlinfra:index:ServingStack",
+        "serving-server": f"{DYNAMIC}:ModelServer",
+    }
+    for child, parent in [
+        ("training-workspace", "training"),
+        ("registry-store", "registry"),
+        ("serving-server", "serving"),
+    ]:
+        assert monitor.registered[child].parent == monitor.urn(parent)
+
+
+def test_stack_program_on_mocks_makes_serving_depend_on_registry(tmp_path: Path) -> None:
+    monitor = run_stack_program(environment(tmp_path))
+    server = monitor.registered["serving-server"]
+    assert monitor.urn("registry-store") in server.dependencies
+    assert monitor.urn("training-workspace") not in server.dependencies
+
+
+def test_stack_program_on_mocks_passes_env_settings_to_providers(tmp_path: Path) -> None:
+    env = environment(tmp_path, training={"workers": 3}, serving={"port": 8765, "workers": 2})
+    monitor = run_stack_program(env)
+    workspace = monitor.registered["training-workspace"].inputs
+    assert workspace["path"] == str(env.env_dir / "training")
+    assert workspace["workers"] == 3
+    assert monitor.registered["registry-store"].inputs["path"] == str(env.registry_path)
+    server = monitor.registered["serving-server"].inputs
+    assert (server["port"], server["workers"], server["env"]) == (8765, 2, "dev")
+    assert server["registry"] == str(env.registry_path)
+    assert server["run_dir"] == str(env.env_dir / "serving")
+    assert server.get("token") is None
+
+
+def test_stack_program_on_mocks_exports_the_documented_outputs(tmp_path: Path) -> None:
+    env = environment(tmp_path)
+    monitor = run_stack_program(env)
+    assert monitor.result == {
+        "training_workspace": str(env.env_dir / "training"),
+        "training_workers": 0,
+        "registry_path": str(env.registry_path),
+        "serving_url": "http://127.0.0.1:1",
+    }
+
+
+def test_serving_with_auth_on_mocks_generates_a_secret_token(tmp_path: Path) -> None:
+    env = environment(tmp_path, serving={"auth": True})
+
+    def program() -> Any:
+        registry = ModelRegistry("registry", ModelRegistryArgs.from_environment(env))
+        args = ServingStackArgs.from_environment(env, registry_path=registry.path)
+        serving = ServingStack("serving", args)
+        assert serving.token is not None
+        return serving.token.is_secret()
+
+    monitor = run_on_mocks(env, program)
+    token = monitor.registered["serving-token"]
+    assert token.type == f"{DYNAMIC}:GeneratedToken"
+    assert token.parent == monitor.urn("serving")
+    assert token.secret_outputs == ["token"]
+    assert monitor.urn("serving-token") in monitor.registered["serving-server"].dependencies
+    assert monitor.result is True
+
+
+@pytest.mark.parametrize(
+    ("component", "make_args"),
+    [
+        (TrainingCluster, lambda env: TrainingClusterArgs.from_environment(env)),
+        (ModelRegistry, lambda env: ModelRegistryArgs.from_environment(env)),
+        (
+            ServingStack,
+            lambda env: ServingStackArgs.from_environment(env, registry_path="/registry"),
+        ),
+    ],
+)
+def test_kubernetes_target_is_refused_before_anything_registers(
+    tmp_path: Path, component: Any, make_args: Any
+) -> None:
+    env = environment(tmp_path, target="kubernetes")
+    monitor = RecordingMonitor()
+    pulumi.runtime.set_mocks(monitor.mocks, project="demo", stack="dev", monitor=monitor)
+    with pytest.raises(
+        ConfigError, match='kubernetes target arrives with a later release.*"local"'
+    ):
+        component("thing", make_args(env))
+    assert monitor.registered == {}
