@@ -16,7 +16,11 @@ console = Console(no_color=_no_color, highlight=False)
 error_console = Console(stderr=True, no_color=_no_color, highlight=False)
 
 
-def emit_json(payload: Any) -> None:
-    """Print one JSON document on stdout, nothing else, for `--json`."""
-    sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+def emit_json(payload: Any, *, compact: bool = False) -> None:
+    """Print one JSON document on stdout, nothing else, for `--json`.
+
+    `compact` (no indentation) is for long listings: only then does json use its C encoder.
+    """
+    indent = None if compact else 2
+    sys.stdout.write(json.dumps(payload, indent=indent, sort_keys=True, default=str) + "\n")
     sys.stdout.flush()
