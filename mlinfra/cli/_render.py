@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from rich.markup import escape
 from rich.table import Table
 
+from ..state import is_secret
 from ._output import console
 
 if TYPE_CHECKING:
@@ -28,7 +29,6 @@ __all__ = [
     "StepPrinter",
 ]
 
-_SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"
 _SYMBOLS = {
     "create": "[green]+[/]",
     "update": "[yellow]~[/]",
@@ -42,7 +42,7 @@ _SYMBOLS = {
 def mask(value: Any, *, show_secrets: bool = False) -> Any:
     """Secrets become "[secret]"; values not known until `up` become "(known after up)"."""
     if isinstance(value, dict):
-        if _SECRET_SIG_KEY in value:
+        if is_secret(value):
             return mask(value.get("value"), show_secrets=True) if show_secrets else "[secret]"
         return {k: mask(v, show_secrets=show_secrets) for k, v in value.items()}
     if isinstance(value, list):

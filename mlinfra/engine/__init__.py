@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from ..config import Environment
 from ..errors import EngineUnavailableError, MlinfraError
-from ..state import LockHolder, ResourceState, UpdateRecord
+from ..state import LockHolder, ResourceState, UpdateRecord, plain
 from ._types import DriftReport, EventSink, Op, PropertyDiff, RunResult, Step, StepEvent
 
 __all__ = [
@@ -102,8 +102,6 @@ def _embedded_state_exists(env: Environment) -> bool:
 
 def stack_outputs(env: Environment) -> dict[str, Any]:
     """The outputs of the environment's stack, secrets unwrapped; the env must be up."""
-    from ._providers import plain
-
     engine = open_engine(env)
     try:
         outputs = engine.outputs()

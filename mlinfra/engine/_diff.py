@@ -4,22 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..state import is_secret, plain
 from ._types import PropertyDiff
 
 __all__ = ["INTERNAL_KEYS", "diff_properties", "secret_aware_equal"]
 
 INTERNAL_KEYS = frozenset({"__provider"})
-_SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict) and _SECRET_SIG_KEY in value:
-        return _plain(value.get("value"))
-    return value
 
 
 def secret_aware_equal(old: Any, new: Any) -> bool:
-    return bool(_plain(old) == _plain(new))
+    return bool(plain(old) == plain(new))
 
 
 def diff_properties(
@@ -50,6 +44,6 @@ def diff_properties(
 
 
 def _shown(value: Any) -> Any:
-    if isinstance(value, dict) and _SECRET_SIG_KEY in value:
+    if is_secret(value):
         return "[secret]"
     return value

@@ -8,16 +8,16 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import Environment, using_environment
 from ..errors import DeploymentError, MlinfraError
-from ..state import LockHolder, ResourceState, SqliteStateStore, UpdateRecord, open_state
-from ._deployment import Deployment, delete_order, delete_resource
+from ..state import LockHolder, ResourceState, SqliteStateStore, UpdateRecord, open_state, plain
 from ._diff import diff_properties
-from ._program import ensure_importable, run_program
-from ._providers import load_provider, plain
 from ._types import DriftReport, EventSink, Op, RunResult, Step, StepEvent, count_ops
+
+if TYPE_CHECKING:
+    from ._deployment import Deployment
 
 __all__ = ["EmbeddedEngine"]
 
@@ -28,7 +28,6 @@ class EmbeddedEngine:
     def __init__(self, env: Environment) -> None:
         self.env = env
         self._store: SqliteStateStore | None = None
-        ensure_importable([env.project.stack_dir, env.project.root])
 
     @property
     def store(self) -> SqliteStateStore:
@@ -63,6 +62,8 @@ class EmbeddedEngine:
 
     def preview(self, *, on_event: EventSink | None = None) -> RunResult:
         started = time.perf_counter()
+        from ._deployment import Deployment
+
         deployment = Deployment(self.store, self.stack, preview=True, on_event=on_event)
         self._run(deployment)
         return self._result("preview", deployment.steps, deployment.outputs, started)
@@ -79,6 +80,8 @@ class EmbeddedEngine:
             self._reconcile()
             if refresh:
                 self._refresh(apply=True)
+            from ._deployment import Deployment
+
             deployment = Deployment(self.store, self.stack, preview=False, on_event=on_event)
             record["steps"] = deployment.steps
             self._run(deployment)
@@ -99,6 +102,9 @@ class EmbeddedEngine:
                     f"cannot destroy: {', '.join(protected)} protected; set protect=False and "
                     "run `mlinfra up` first"
                 )
+            from ._deployment import delete_order, delete_resource
+
+            self._make_providers_importable()
             for resource in delete_order(resources):
                 step = Step(urn=resource.urn, type=resource.type, name=resource.name, op=Op.DELETE)
                 _emit(on_event, step, "start")
@@ -122,12 +128,27 @@ class EmbeddedEngine:
             self._reconcile()
             return self._refresh(apply=True)
 
-    # Internals
+    # Internals; the pulumi SDK (0.3 s to import) is loaded only by what runs programs or
+    # providers, so reads such as outputs, status and history stay quick.
+
+    def _make_providers_importable(self) -> None:
+        from ._program import ensure_importable
+
+        ensure_importable([self.env.project.stack_dir, self.env.project.root])
+
+    def _provider(self, resource: ResourceState) -> Any:
+        from ._providers import load_provider
+
+        self._make_providers_importable()
+        return load_provider(resource.outputs or resource.inputs, resource.name)
 
     def _run(self, deployment: Deployment) -> None:
         project = self.env.project
         try:
             with using_environment(self.env):
+                from ._program import run_program
+
+                self._make_providers_importable()
                 run_program(
                     project.stack_dir,
                     deployment,
@@ -179,8 +200,7 @@ class EmbeddedEngine:
             store.end_operation(operation.id)
 
     def _read_into_state(self, resource: ResourceState) -> DriftReport:
-        provider = load_provider(resource.outputs or resource.inputs, resource.name)
-        result = provider.read(resource.id, plain(resource.outputs))
+        result = self._provider(resource).read(resource.id, plain(resource.outputs))
         report = DriftReport(urn=resource.urn, type=resource.type, name=resource.name, status="ok")
         if not result.id:
             self.store.remove_resource(
@@ -210,8 +230,7 @@ class EmbeddedEngine:
             if apply:
                 reports.append(self._read_into_state(resource))
                 continue
-            provider = load_provider(resource.outputs or resource.inputs, resource.name)
-            result = provider.read(resource.id, plain(resource.outputs))
+            result = self._provider(resource).read(resource.id, plain(resource.outputs))
             if not result.id:
                 reports.append(DriftReport(resource.urn, resource.type, resource.name, "gone"))
                 continue

@@ -10,6 +10,7 @@ from typing import Any
 from pulumi.dynamic import ResourceProvider
 
 from ..errors import DeploymentError
+from ..state import is_secret, plain, wrap_secret
 
 __all__ = [
     "DYNAMIC_TYPE_PREFIX",
@@ -23,29 +24,8 @@ __all__ = [
 
 PROVIDER_KEY = "__provider"
 DYNAMIC_TYPE_PREFIX = "pulumi-python:dynamic"
-_SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"
-_SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 _cache: dict[str, ResourceProvider] = {}
 _cache_lock = threading.Lock()
-
-
-def is_secret(value: Any) -> bool:
-    return isinstance(value, dict) and value.get(_SECRET_SIG_KEY) == _SECRET_SIG
-
-
-def wrap_secret(value: Any) -> dict[str, Any]:
-    return value if is_secret(value) else {_SECRET_SIG_KEY: _SECRET_SIG, "value": value}
-
-
-def plain(value: Any) -> Any:
-    """The value with every secret wrapper taken off, as providers receive it."""
-    if is_secret(value):
-        return plain(value.get("value"))
-    if isinstance(value, dict):
-        return {key: plain(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [plain(item) for item in value]
-    return value
 
 
 def load_provider(props: dict[str, Any], what: str) -> ResourceProvider:

@@ -6,7 +6,7 @@ SQLite today; the records in `_model` are the whole interface, so PostgreSQL can
 from pathlib import Path
 
 from ._model import LockHolder, PendingOperation, ResourceState, UpdateRecord
-from ._secrets import PASSPHRASE_ENV
+from ._secrets import PASSPHRASE_ENV, is_secret, plain, wrap_secret
 from ._sqlite import SqliteStateStore
 
 __all__ = [
@@ -16,7 +16,10 @@ __all__ = [
     "ResourceState",
     "SqliteStateStore",
     "UpdateRecord",
+    "is_secret",
     "open_state",
+    "plain",
+    "wrap_secret",
 ]
 
 

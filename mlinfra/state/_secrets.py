@@ -10,10 +10,41 @@ from typing import Any
 
 from ..errors import StateError
 
-__all__ = ["PASSPHRASE_ENV", "SecretBox"]
+__all__ = [
+    "PASSPHRASE_ENV",
+    "SECRET_SIG",
+    "SECRET_SIG_KEY",
+    "SecretBox",
+    "is_secret",
+    "plain",
+    "wrap_secret",
+]
 
 PASSPHRASE_ENV = "MLINFRA_PASSPHRASE"
 KEY_FILE_NAME = "secret.key"
+# Pulumi marks a secret value as {SECRET_SIG_KEY: SECRET_SIG, "value": ...} on the wire; state,
+# engines and CLI keep that wrapper so secretness travels with the value.
+SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"
+SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+
+
+def is_secret(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(SECRET_SIG_KEY) == SECRET_SIG
+
+
+def wrap_secret(value: Any) -> dict[str, Any]:
+    return value if is_secret(value) else {SECRET_SIG_KEY: SECRET_SIG, "value": value}
+
+
+def plain(value: Any) -> Any:
+    """The value with every secret wrapper taken off, as providers and scripts receive it."""
+    if is_secret(value):
+        return plain(value.get("value"))
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [plain(item) for item in value]
+    return value
 
 
 class SecretBox:

@@ -20,7 +20,7 @@ from typing import Any
 
 from ..errors import StateError, StateLockedError
 from ._model import LockHolder, PendingOperation, ResourceState, UpdateRecord
-from ._secrets import SecretBox
+from ._secrets import SecretBox, is_secret, wrap_secret
 
 __all__ = ["SqliteStateStore"]
 
@@ -48,8 +48,6 @@ CREATE TABLE IF NOT EXISTS locks (
 );
 """
 
-_SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"
-_SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 _ENCRYPTED = "__mlinfra_secret__"
 
 
@@ -111,7 +109,7 @@ class SqliteStateStore:
 
     def _seal(self, value: Any) -> Any:
         if isinstance(value, dict):
-            if value.get(_SECRET_SIG_KEY) == _SECRET_SIG:
+            if is_secret(value):
                 return {_ENCRYPTED: self._secrets.encrypt(value.get("value"))}
             return {key: self._seal(item) for key, item in value.items()}
         if isinstance(value, list):
@@ -121,10 +119,7 @@ class SqliteStateStore:
     def _unseal(self, value: Any) -> Any:
         if isinstance(value, dict):
             if _ENCRYPTED in value:
-                return {
-                    _SECRET_SIG_KEY: _SECRET_SIG,
-                    "value": self._secrets.decrypt(value[_ENCRYPTED]),
-                }
+                return wrap_secret(self._secrets.decrypt(value[_ENCRYPTED]))
             return {key: self._unseal(item) for key, item in value.items()}
         if isinstance(value, list):
             return [self._unseal(item) for item in value]
