@@ -1,0 +1,31 @@
+"""Commands of the model lifecycle: `train`, `evaluate`, and `models list|show|compare|alias|tag`.
+
+Thin: each parses, calls one library function, and renders. scikit-learn and pandas are imported
+only inside the commands that fit or score, so `mlinfra models list` starts fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from ._commands import evaluate, train
+from ._models import alias, compare, list_versions, show, tag
+
+__all__ = ["register"]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the lifecycle commands to the `mlinfra` app."""
+    app.command()(train)
+    app.command()(evaluate)
+    models = typer.Typer(
+        name="models",
+        help="The env's model registry: versions, aliases, tags.",
+        no_args_is_help=True,
+    )
+    models.command("list")(list_versions)
+    models.command()(show)
+    models.command()(compare)
+    models.command()(alias)
+    models.command()(tag)
+    app.add_typer(models, name="models")

@@ -1,0 +1,62 @@
+"""Content-addressed blobs: a file's name is its sha256, so a changed byte is always noticed."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+from ._errors import TamperedArtifactError
+
+__all__ = ["ArtifactStore", "sha256_hex"]
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class ArtifactStore:
+    """Blobs under `root/ab/cdef...`; writes are atomic (temp file, fsync, rename)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, digest: str) -> Path:
+        return self.root / digest[:2] / digest[2:]
+
+    def put(self, data: bytes) -> str:
+        """Store `data` and return its sha256; storing the same bytes twice is a no-op."""
+        digest = sha256_hex(data)
+        target = self.path(digest)
+        if target.is_file() and target.stat().st_size == len(data):
+            return digest
+        target.parent.mkdir(mode=0o700, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return digest
+
+    def get(self, digest: str) -> bytes:
+        """The bytes stored under `digest`, refused unless they still hash to it."""
+        target = self.path(digest)
+        try:
+            data = target.read_bytes()
+        except FileNotFoundError as exc:
+            raise TamperedArtifactError(
+                f"artifact {digest[:12]} is missing from {target.parent}"
+            ) from exc
+        actual = sha256_hex(data)
+        if actual != digest:
+            raise TamperedArtifactError(
+                f"artifact {target} was modified after registration: "
+                f"sha256 is {actual[:12]}, the registry recorded {digest[:12]}; refusing to load it"
+            )
+        return data

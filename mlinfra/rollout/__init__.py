@@ -1,0 +1,41 @@
+"""Rollouts: what an env serves, changed safely (canary steps with automated analysis, promotion,
+abort, instant rollback), every change reflected in the registry's aliases and audit trail.
+
+    target = Target(registry=Path(".mlinfra/envs/dev/registry"), env="dev", url="http://127.0.0.1:8701")
+    deploy(target, "v4", steps=(10, 50, 100), interval_seconds=30, wait=True)
+    # canary at 10%, analysed at each step until promoted, aborted or paused
+    rollback(target)           # the previous champion, at once
+
+Functions take explicit values (no engine, no config) so that tests and the TUI call them directly.
+"""
+
+from ._analysis import analyse
+from ._controller import Target, abort, begin, promote, recover, rollback
+from ._model import DEFAULT_STEPS, AnalysisPolicy, Rollout, StepResult, parse_duration, parse_steps
+from ._run import TOKEN_VARIABLE, deploy, drive, spawn_driver, status
+from ._stats import Snapshot, VariantStats, psi, scrape
+
+__all__ = [
+    "DEFAULT_STEPS",
+    "TOKEN_VARIABLE",
+    "AnalysisPolicy",
+    "Rollout",
+    "Snapshot",
+    "StepResult",
+    "Target",
+    "VariantStats",
+    "abort",
+    "analyse",
+    "begin",
+    "deploy",
+    "drive",
+    "parse_duration",
+    "parse_steps",
+    "promote",
+    "psi",
+    "recover",
+    "rollback",
+    "scrape",
+    "spawn_driver",
+    "status",
+]

@@ -1,0 +1,141 @@
+"""What a rollout is: its plan, the analysis policy, and the record kept while it runs and after."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ..errors import ConfigError
+
+__all__ = [
+    "DEFAULT_STEPS",
+    "AnalysisPolicy",
+    "Phase",
+    "Rollout",
+    "StepResult",
+    "parse_duration",
+    "parse_steps",
+]
+
+DEFAULT_STEPS = (10, 25, 50, 100)
+Phase = Literal["progressing", "paused", "promoted", "aborted"]
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def parse_duration(text: str) -> float:
+    """`30s`, `2m`, `500ms`, `1h` or plain seconds, as seconds."""
+    match = _DURATION.match(text)
+    if not match or float(match.group(1)) <= 0:
+        raise ConfigError(f"interval {text!r}: use a positive duration such as 30s, 2m or 500ms")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def parse_steps(text: str | None, canary: int | None) -> tuple[int, ...]:
+    """Canary weights per step, rising and ending at 100; `--canary PCT` sets the first one."""
+    if text:
+        try:
+            steps = tuple(int(part) for part in text.split(","))
+        except ValueError:
+            raise ConfigError(f"--steps {text!r}: use percentages such as 10,25,50,100") from None
+    else:
+        steps = DEFAULT_STEPS
+    if canary is not None:
+        if not 0 < canary <= 100:
+            raise ConfigError(f"--canary {canary}: use a percentage from 1 to 100")
+        steps = (canary, *(step for step in steps if step > canary))
+    if any(not 0 < s <= 100 for s in steps) or list(steps) != sorted(set(steps)):
+        raise ConfigError(f"steps {list(steps)}: use rising percentages from 1 to 100")
+    if steps[-1] != 100:
+        steps = (*steps, 100)
+    return steps
+
+
+class AnalysisPolicy(BaseModel):
+    """When a canary step passes: canary compared with stable over the same window."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    min_samples: int = Field(
+        default=100, ge=1, description="canary requests needed before any verdict"
+    )
+    max_error_rate_increase: float = Field(default=0.01, ge=0, le=1)
+    max_latency_ratio: float = Field(default=1.5, ge=1, description="canary p99 over stable p99")
+    latency_slack_ms: float = Field(
+        default=5.0, ge=0, description="p99 differences below this are noise"
+    )
+    max_psi: float = Field(default=0.25, ge=0, description="prediction distribution shift (PSI)")
+    max_accuracy_drop: float = Field(
+        default=0.02, ge=0, le=1, description="where labels are fed back"
+    )
+    max_error_increase: float = Field(
+        default=0.1,
+        ge=0,
+        description="relative rise of a regression's mean absolute error on labels",
+    )
+    max_wait_intervals: int = Field(
+        default=10,
+        ge=1,
+        description="intervals to wait for min_samples before pausing as inconclusive",
+    )
+
+
+class StepResult(BaseModel):
+    """One analysis: the verdict of a step and the numbers behind it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    weight: int
+    verdict: Literal["pass", "fail", "inconclusive"]
+    reasons: list[str]
+    canary: dict[str, Any]
+    stable: dict[str, Any]
+    psi: float | None = None
+    at: datetime = Field(default_factory=_now)
+
+
+class Rollout(BaseModel):
+    """The record of one rollout, rewritten at every change; the env's latest is `rollout.json`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    env: str
+    model: str
+    stable: int | None
+    canary: int
+    steps: tuple[int, ...]
+    interval_seconds: float
+    policy: AnalysisPolicy = AnalysisPolicy()
+    mode: Literal["split", "shadow"] = "split"
+    sticky_header: str | None = None
+    phase: Phase = "progressing"
+    step: int = Field(default=0, description="index into steps of the current weight")
+    reason: str | None = None
+    results: list[StepResult] = Field(default_factory=list)
+    actor: str
+    controller_pid: int | None = None
+    started_at: datetime = Field(default_factory=_now)
+    finished_at: datetime | None = None
+
+    @field_validator("steps")
+    @classmethod
+    def _rising(cls, steps: tuple[int, ...]) -> tuple[int, ...]:
+        if not steps or steps[-1] != 100:
+            raise ValueError("steps must end at 100")
+        return steps
+
+    @property
+    def weight(self) -> int:
+        return self.steps[self.step] if self.phase in ("progressing", "paused") else 0
+
+    @property
+    def active(self) -> bool:
+        return self.phase in ("progressing", "paused")

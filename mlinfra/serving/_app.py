@@ -1,0 +1,238 @@
+"""The ASGI app: Open Inference Protocol v2 and MLflow scoring routes over one runtime."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from . import _metrics, _protocols
+from ._http import BearerAuth, HTTPProblem, json_response, read_json
+from ._loading import value_counts
+from ._protocols import Decoded
+from ._runtime import Runtime, Served, Variant
+
+__all__ = ["ServerOptions", "create_app"]
+
+DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+log = logging.getLogger("mlinfra.serving")
+_OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/ping"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerOptions:
+    registry: Path
+    env: str
+    token: str | None = None
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    poll_seconds: float = 0.2
+
+
+def create_app(options: ServerOptions) -> Any:
+    """The server for one env; a bearer-token guard wraps it when a token is given."""
+    runtime = Runtime(
+        registry_root=options.registry, env=options.env, poll_seconds=options.poll_seconds
+    )
+    routes = _Routes(runtime, options)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        # Live at once, ready when the first generation is loaded: loading never delays startup.
+        watcher = asyncio.create_task(runtime.watch())
+        try:
+            yield
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+
+    app = Starlette(
+        routes=[
+            Route("/v2/health/live", routes.live),
+            Route("/v2/health/ready", routes.ready),
+            Route("/ping", routes.ping),
+            Route("/v2", routes.server_metadata),
+            Route("/v2/models/{name}", routes.model_metadata),
+            Route("/v2/models/{name}/versions/{version}", routes.model_metadata),
+            Route("/v2/models/{name}/ready", routes.model_ready),
+            Route("/v2/models/{name}/versions/{version}/ready", routes.model_ready),
+            Route("/v2/models/{name}/infer", routes.infer, methods=["POST"]),
+            Route("/v2/models/{name}/versions/{version}/infer", routes.infer, methods=["POST"]),
+            Route("/invocations", routes.invocations, methods=["POST"]),
+            Route("/feedback", routes.feedback, methods=["POST"]),
+            Route("/metrics", routes.metrics),
+        ],
+        lifespan=lifespan,
+        exception_handlers={HTTPProblem: _problem_response},
+    )
+    if options.token:
+        return BearerAuth(app, token=options.token, open_paths=_OPEN_PATHS)
+    return app
+
+
+async def _problem_response(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPProblem)
+    _metrics.count_rejected(exc.status)
+    return json_response(exc.body, exc.status)
+
+
+class _Routes:
+    def __init__(self, runtime: Runtime, options: ServerOptions) -> None:
+        self.runtime = runtime
+        self.options = options
+
+    async def live(self, _request: Request) -> Response:
+        return json_response({"live": True})
+
+    async def ready(self, _request: Request) -> Response:
+        # The protocol says a 4xx means "not ready"; probes only look at the status.
+        served = self.runtime.served
+        if served is None:
+            reason = self.runtime.last_error or self.runtime.not_deployed_message
+            return json_response({"ready": False, "reason": reason}, 400)
+        return json_response({"ready": True, "generation": served.deployment.generation})
+
+    async def ping(self, _request: Request) -> Response:
+        if self.runtime.served is None:
+            return json_response({"error": self.runtime.not_deployed_message}, 503)
+        return Response("\n", media_type="application/json")
+
+    async def server_metadata(self, _request: Request) -> Response:
+        from .. import __version__
+
+        return json_response({"name": "mlinfra", "version": __version__, "extensions": []})
+
+    async def model_metadata(self, request: Request) -> Response:
+        variant = self._variant(request)
+        return json_response(_protocols.v2_metadata(variant.model))
+
+    async def model_ready(self, request: Request) -> Response:
+        self._variant(request)
+        return json_response({"ready": True})
+
+    async def metrics(self, _request: Request) -> Response:
+        return Response(_metrics.render(), media_type=_metrics.CONTENT_TYPE_LATEST)
+
+    async def infer(self, request: Request) -> Response:
+        served = self._served()
+        variant = self._variant(request, served)
+        body = await read_json(request, self.options.max_body_bytes)
+        return _predict(served, variant, body, _protocols.decode_v2, _protocols.encode_v2)
+
+    async def invocations(self, request: Request) -> Response:
+        served = self._served()
+        variant = served.pick(_sticky_value(request, served))
+        body = await read_json(request, self.options.max_body_bytes)
+        return _predict(served, variant, body, _protocols.decode_mlflow, _protocols.encode_mlflow)
+
+    async def feedback(self, request: Request) -> Response:
+        """True labels for earlier answers, so that rollouts can compare accuracy."""
+        served = self._served()
+        body = await read_json(request, self.options.max_body_bytes)
+        version, predictions, labels = _protocols.decode_feedback(body)
+        variant = served.by_version(version)
+        if variant is None:
+            raise HTTPProblem(422, f"version {version} is not deployed here", field="version")
+        if variant.model.task == "regression":
+            try:
+                errors = [
+                    abs(float(p) - float(t)) for p, t in zip(predictions, labels, strict=True)
+                ]
+            except ValueError:
+                raise HTTPProblem(
+                    422, "regression labels must be numbers", field="labels"
+                ) from None
+            if not all(math.isfinite(e) for e in errors):
+                raise HTTPProblem(422, "labels and predictions must be finite", field="labels")
+            variant.metrics.fed_back(len(labels), abs_error=sum(errors))
+        else:
+            right = sum(str(p) == str(t) for p, t in zip(predictions, labels, strict=True))
+            variant.metrics.fed_back(len(labels), correct=right)
+        return json_response({"rows": len(labels), "version": version, "variant": variant.name})
+
+    def _served(self) -> Served:
+        served = self.runtime.served
+        if served is None:
+            raise HTTPProblem(503, self.runtime.not_deployed_message)
+        return served
+
+    def _variant(self, request: Request, served: Served | None = None) -> Variant:
+        """The variant a `/v2/models/{name}[/versions/{v}]` path names; 404 if none."""
+        served = served or self._served()
+        name = request.path_params["name"]
+        if name != served.deployment.model:
+            raise HTTPProblem(
+                404, f"model {name!r} is not served here; it serves {served.deployment.model!r}"
+            )
+        version = request.path_params.get("version")
+        if version is None:
+            return served.pick(_sticky_value(request, served))
+        number = version.removeprefix("v")
+        variant = served.by_version(int(number)) if number.isascii() and number.isdigit() else None
+        if variant is None:
+            raise HTTPProblem(
+                404, f"version {version!r} of {name!r} is not deployed in env {self.runtime.env!r}"
+            )
+        return variant
+
+
+def _sticky_value(request: Request, served: Served) -> str | None:
+    header = served.deployment.sticky_header
+    return request.headers.get(header) if header else None
+
+
+def _predict(served: Served, variant: Variant, body: Any, decode: Any, encode: Any) -> Response:
+    """Decode, check, predict all rows in one call, answer; timed without the body read, so a
+    variant's latency is its own and not the wait behind another variant's request."""
+    start = time.perf_counter()
+    model = variant.model
+    rows = 0
+    try:
+        decoded = decode(body, model)
+        rows = decoded.rows
+        outputs = model.infer(model.inputs(decoded.columns), decoded.outputs, decoded.columns)
+        response = json_response(encode(body, model, outputs))
+    except HTTPProblem as problem:
+        variant.metrics.answered(problem.status, time.perf_counter() - start, 0)
+        return json_response(problem.body, problem.status)
+    except Exception as exc:
+        variant.metrics.answered(500, time.perf_counter() - start, rows)
+        message = f"model {model.name} v{model.version} failed: {type(exc).__name__}: {exc}"
+        log.warning("%s", message)
+        return json_response({"error": message}, 500)
+    variant.metrics.answered(200, time.perf_counter() - start, rows)
+    variant.metrics.predicted(value_counts(outputs, served.bin_edges))
+    response.headers["x-model-version"] = str(model.version)
+    response.headers["x-model-variant"] = variant.name
+    shadow = served.shadow()
+    if shadow is not None:
+        response.background = BackgroundTask(_mirror, served, shadow, decoded)
+    return response
+
+
+def _mirror(served: Served, shadow: Variant, decoded: Decoded) -> None:
+    """Predict a copy of the request on the shadow variant, after the answer has gone out."""
+    start = time.perf_counter()
+    model = shadow.model
+    try:
+        outputs = model.infer(model.inputs(decoded.columns), ("predict",), decoded.columns)
+    except HTTPProblem as problem:
+        shadow.metrics.answered(problem.status, time.perf_counter() - start, 0)
+        return
+    except Exception:
+        shadow.metrics.answered(500, time.perf_counter() - start, decoded.rows)
+        return
+    shadow.metrics.answered(200, time.perf_counter() - start, decoded.rows)
+    shadow.metrics.predicted(value_counts(outputs, served.bin_edges))

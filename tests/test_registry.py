@@ -1,0 +1,314 @@
+"""The model registry on a real SQLite file and artifact directory, with real sklearn models."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+from sklearn.tree import DecisionTreeClassifier
+
+import mlinfra.registry as registry_api
+from mlinfra.data import infer_schema, write_sample
+from mlinfra.errors import ConfigError, StateError
+from mlinfra.registry import (
+    AliasConflictError,
+    ModelNotFoundError,
+    NewVersion,
+    Registry,
+    RegistryNotFoundError,
+    TamperedArtifactError,
+    UntrustedArtifactError,
+    dump_model,
+    initialize,
+)
+
+IRIS = load_iris(as_frame=True)
+
+
+class Doubler(TransformerMixin, BaseEstimator):
+    """A user's own transformer: skops does not know it, so it must be trusted by name."""
+
+    def fit(self, X, y=None):
+        return self
+
+    def transform(self, X):
+        return np.asarray(X) * 2
+
+
+def new_version(model: object | None = None, *, name: str = "iris", **extra: object) -> NewVersion:
+    estimator = model if model is not None else DecisionTreeClassifier(max_depth=2, random_state=0)
+    estimator.fit(IRIS.data, IRIS.target)
+    fields = {
+        "model": name,
+        "task": "classification",
+        "env": "dev",
+        "model_bytes": dump_model(estimator),
+        "params": {"max_depth": 2},
+        "metrics": {"accuracy": 0.95},
+        "lineage": {"git_commit": "abc", "data_hash": "def"},
+        "documents": {"schema": infer_schema(IRIS.data, IRIS.target).model_dump()},
+        "reference_sample": write_sample(IRIS.data, rows=10),
+    }
+    fields.update(extra)
+    return NewVersion(**fields)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Registry:
+    initialize(tmp_path / "registry")
+    with Registry.open(tmp_path / "registry") as opened:
+        yield opened
+
+
+def test_public_api_is_the_documented_surface() -> None:
+    assert set(registry_api.__all__) == {
+        "ARTIFACTS_DIR", "DATABASE_FILE", "AliasConflictError", "AliasEvent",
+        "ArtifactRefusedError",
+        "MetadataStore", "ModelNotFoundError", "ModelVersion", "NewVersion", "Registry",
+        "RegistryNotFoundError", "Report", "TamperedArtifactError", "UntrustedArtifactError",
+        "VersionSummary", "current_user", "dump_model", "initialize",
+    }  # fmt: skip
+
+
+def test_initialize_makes_private_wal_database_and_is_idempotent(tmp_path: Path) -> None:
+    root = tmp_path / "reg"
+    initialize(root)
+    database = root / "registry.db"
+    assert stat.S_IMODE(database.stat().st_mode) == 0o600
+    assert (root / "artifacts").is_dir()
+    with Registry.open(root) as registry:
+        registry.register(new_version())
+    initialize(root)  # a second `up` must not wipe anything
+    with Registry.open(root) as registry:
+        assert [v.version for v in registry.list_versions("iris")] == [1]
+    mode = sqlite3.connect(database).execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+
+
+def test_open_without_registry_tells_user_to_bring_env_up(tmp_path: Path) -> None:
+    with pytest.raises(RegistryNotFoundError, match="mlinfra up"):
+        Registry.open(tmp_path / "nothing")
+
+
+def test_open_refuses_database_from_newer_mlinfra(tmp_path: Path) -> None:
+    initialize(tmp_path)
+    sqlite3.connect(tmp_path / "registry.db").execute("PRAGMA user_version = 99")
+    with pytest.raises(StateError, match="upgrade mlinfra"):
+        Registry.open(tmp_path)
+
+
+def test_versions_are_numbered_per_model_and_load_real_models(registry: Registry) -> None:
+    first = registry.register(new_version())
+    second = registry.register(new_version(LogisticRegression(max_iter=500)))
+    other = registry.register(new_version(name="other"))
+    assert (first.version, second.version, other.version) == (1, 2, 1)
+    assert registry.models() == ["iris", "other"]
+    assert [v.version for v in registry.list_versions("iris")] == [2, 1]
+    assert len(registry.list_versions()) == 3
+    loaded = registry.load(registry.get("iris", 2))
+    assert isinstance(loaded, LogisticRegression)
+    assert (loaded.predict(IRIS.data) == IRIS.target).mean() > 0.9
+    assert second.params == {"max_depth": 2} and second.lineage["git_commit"] == "abc"
+    assert second.created_by and second.created_at.endswith("+00:00")
+
+
+def test_summaries_list_what_a_table_shows_without_documents(registry: Registry) -> None:
+    lineage = {"metric": "f1", "git_commit": "c0ffee", "git_dirty": True, "data_hash": "d"}
+    registry.register(new_version(metrics={"f1": 0.8, "accuracy": 0.9}, lineage=lineage))
+    registry.register(new_version(name="other", tags={"team": "risk"}, lineage={}))
+    first, second = registry.summaries()
+    assert (first.model, first.metric, first.score, first.git_dirty) == ("iris", "f1", 0.8, True)
+    assert (second.model, second.metric, second.score, second.tags) == (
+        "other",
+        None,
+        None,
+        {"team": "risk"},
+    )
+    assert first.to_dict()["git_commit"] == "c0ffee"
+    assert [s.version for s in registry.summaries("iris", limit=1)] == [1]
+
+
+def test_documents_schema_and_reference_sample_are_read_back(registry: Registry) -> None:
+    version = registry.register(new_version())
+    schema = registry.schema(version)
+    assert [c["name"] for c in schema["columns"]] == list(IRIS.data.columns)
+    sample = registry.reference_sample(version)
+    assert sample.shape == (10, 4)
+    assert list(sample.dtypes) == list(IRIS.data.dtypes)
+    assert registry.importances(version) is None
+
+
+def test_resolve_takes_numbers_v_prefix_latest_and_env_aliases(registry: Registry) -> None:
+    registry.register(new_version())
+    registry.register(new_version())
+    registry.set_alias("iris", "champion", 1, env="staging", reason="first")
+    assert registry.resolve("iris", 2).version == 2
+    assert registry.resolve("iris", "v1").version == 1
+    assert registry.resolve("iris", "latest").version == 2
+    assert registry.resolve("iris", "champion", env="staging").version == 1
+    with pytest.raises(ModelNotFoundError, match="aliases there: none"):
+        registry.resolve("iris", "champion", env="dev")  # aliases are per env
+    with pytest.raises(ConfigError, match="--env"):
+        registry.resolve("iris", "champion")
+    with pytest.raises(ModelNotFoundError, match="no version 7"):
+        registry.resolve("iris", "7")
+    with pytest.raises(ModelNotFoundError, match="models: iris"):
+        registry.resolve("nope", "1")
+
+
+def test_alias_moves_are_audited_with_who_when_why_and_from(registry: Registry) -> None:
+    registry.register(new_version())
+    registry.register(new_version())
+    registry.set_alias("iris", "champion", 1, env="prod", reason="first release", actor="ana")
+    registry.set_alias("iris", "champion", 2, env="prod", reason="better f1", actor="bo")
+    registry.set_alias("iris", "champion", 1, env="dev", reason="dev pin", actor="cy")
+    registry.remove_alias("iris", "champion", env="prod", reason="incident 12", actor="di")
+    history = registry.alias_history("iris", env="prod")
+    assert [(e.from_version, e.to_version, e.actor, e.reason) for e in history] == [
+        (None, 1, "ana", "first release"),
+        (1, 2, "bo", "better f1"),
+        (2, None, "di", "incident 12"),
+    ]
+    assert all(event.at for event in history)
+    assert registry.aliases("iris", env="prod") == {}
+    assert registry.aliases("iris", env="dev") == {"champion": 1}
+    assert len(registry.alias_history("iris")) == 4
+
+
+def test_alias_compare_and_set_refuses_a_moved_alias(registry: Registry) -> None:
+    registry.register(new_version())
+    registry.register(new_version())
+    registry.set_alias("iris", "champion", 1, env="prod", reason="r", expected=None)
+    with pytest.raises(AliasConflictError, match="points to 1, not 2"):
+        registry.set_alias("iris", "champion", 2, env="prod", reason="r", expected=2)
+    registry.set_alias("iris", "champion", 2, env="prod", reason="r", expected=1)
+    assert registry.aliases("iris", env="prod") == {"champion": 2}
+
+
+@pytest.mark.parametrize("alias", ["3", "v3", "latest", "Champion", "-x", ""])
+def test_alias_names_that_would_be_ambiguous_are_refused(registry: Registry, alias: str) -> None:
+    registry.register(new_version())
+    with pytest.raises(ConfigError, match="alias"):
+        registry.set_alias("iris", alias, 1, env="dev", reason="r")
+
+
+def test_alias_to_missing_version_is_refused_and_not_audited(registry: Registry) -> None:
+    registry.register(new_version())
+    with pytest.raises(ModelNotFoundError):
+        registry.set_alias("iris", "champion", 5, env="dev", reason="r")
+    assert registry.alias_history("iris") == []
+
+
+def test_tags_are_set_replaced_and_removed(registry: Registry) -> None:
+    version = registry.register(new_version(tags={"team": "fraud"}))
+    assert version.tags == {"team": "fraud"}
+    version = registry.tag(version, {"reviewed": "yes", "team": "risk"})
+    assert version.tags == {"reviewed": "yes", "team": "risk"}
+    version = registry.tag(version, remove=["team"])
+    assert version.tags == {"reviewed": "yes"}
+    with pytest.raises(ConfigError, match="tag key"):
+        registry.tag(version, {"bad key": "x"})
+
+
+def test_reports_are_stored_as_json_and_markdown(registry: Registry) -> None:
+    version = registry.register(new_version())
+    registry.add_report(
+        version, env="dev", kind="evaluation", passed=False, body={"a": 1}, markdown="# r"
+    )
+    (report,) = registry.reports(version)
+    assert (report.passed, report.body, report.markdown, report.kind) == (
+        False,
+        {"a": 1},
+        "# r",
+        "evaluation",
+    )
+
+
+def test_tampered_artifact_is_refused(registry: Registry) -> None:
+    version = registry.register(new_version())
+    path = registry.root / "artifacts" / version.artifact_sha256[:2] / version.artifact_sha256[2:]
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(TamperedArtifactError, match="modified after registration"):
+        registry.load(version)
+    path.unlink()
+    with pytest.raises(TamperedArtifactError, match="missing"):
+        registry.load(version)
+
+
+def test_model_with_untrusted_function_is_refused_at_registration(registry: Registry) -> None:
+    evil = make_pipeline(FunctionTransformer(eval), LogisticRegression())
+    draft = new_version(DecisionTreeClassifier())
+    draft = NewVersion(**{**draft.__dict__, "model_bytes": dump_model(evil)})
+    with pytest.raises(UntrustedArtifactError, match=r"builtins\.eval"):
+        registry.register(draft)
+    assert registry.models() == []
+
+
+def test_artifact_swapped_with_matching_hash_is_still_refused_by_type_check(
+    registry: Registry,
+) -> None:
+    """An attacker who can write artifacts and database: the skops type check still refuses."""
+    version = registry.register(new_version())
+    evil = dump_model(make_pipeline(FunctionTransformer(eval), LogisticRegression()))
+    digest = registry._artifacts.put(evil)
+    database = sqlite3.connect(registry.root / "registry.db")
+    with database:
+        database.execute("UPDATE versions SET artifact_sha256 = ?", (digest,))
+    with pytest.raises(UntrustedArtifactError, match=r"builtins\.eval"):
+        registry.load(registry.get("iris", version.version))
+
+
+def test_users_own_class_loads_only_when_listed_as_trusted(registry: Registry) -> None:
+    own = f"{Doubler.__module__}.Doubler"
+    model = make_pipeline(Doubler(), LogisticRegression(max_iter=500))
+    with pytest.raises(UntrustedArtifactError, match="Doubler"):
+        registry.register(new_version(model))
+    version = registry.register(new_version(model, trusted_types=[own]))
+    assert version.trusted_types == [own]
+    assert registry.load(version).predict(IRIS.data[:3]).shape == (3,)
+    with pytest.raises(UntrustedArtifactError, match="Doubler"):
+        registry.load(version, trusted=[])
+
+
+def test_one_registry_is_shared_by_threads(registry: Registry) -> None:
+    registry.register(new_version())
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(20):
+                registry.set_alias("iris", "champion", 1, env="dev", reason="thread")
+                assert registry.resolve("iris", "champion", env="dev").version == 1
+        except BaseException as exc:  # collected and re-raised in the test thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(registry.alias_history("iris")) == 80
+
+
+def test_registry_sees_versions_written_by_another_handle(tmp_path: Path) -> None:
+    initialize(tmp_path)
+    long_lived = Registry.open(tmp_path)
+    assert long_lived.models() == []
+    with Registry.open(tmp_path) as other:
+        other.register(new_version())
+    assert long_lived.latest("iris").version == 1
+    long_lived.close()
+    assert os.listdir(tmp_path / "artifacts")

@@ -1,0 +1,88 @@
+"""Training runs in real processes: killed with SIGKILL mid-search, and several at once."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+from sklearn.datasets import load_iris
+from sklearn.tree import DecisionTreeClassifier
+
+from mlinfra.registry import Registry, initialize
+from mlinfra.training import ModelDefinition, train
+
+# `python -c TRAIN REGISTRY WORKSPACE WORKERS SEARCH`: one training run of a forest on iris.
+TRAIN = """
+import sys
+from pathlib import Path
+from sklearn.datasets import load_iris
+from sklearn.ensemble import RandomForestClassifier
+from mlinfra.registry import Registry
+from mlinfra.training import ModelDefinition, train
+
+data = load_iris(as_frame=True)
+model = ModelDefinition(
+    name="iris", task="classification", load_data=lambda: (data.data, data.target),
+    estimator=lambda: RandomForestClassifier(n_estimators=20, random_state=0),
+    search_space={"n_estimators": [100, 200, 300], "max_depth": [2, 3, 4, 5]},
+)
+registry = Registry.open(sys.argv[1])
+result = train(model, registry=registry, env="dev", workspace=Path(sys.argv[2]),
+               workers=int(sys.argv[3]), search=sys.argv[4])
+print(result.version.version)
+"""
+
+
+def start_training(root: Path, workers: int, search: str) -> subprocess.Popen[str]:
+    args = [str(root / "registry"), str(root / "ws"), str(workers), search]
+    return subprocess.Popen([sys.executable, "-c", TRAIN, *args], stdout=subprocess.PIPE, text=True)
+
+
+def test_killed_training_registers_nothing_and_its_workers_exit(tmp_path: Path) -> None:
+    initialize(tmp_path / "registry")
+    training = start_training(tmp_path, workers=2, search="grid")
+    deadline = time.monotonic() + 60
+    while not list((tmp_path / "ws" / "runs").glob("*/search-data.pkl")):  # the search is on
+        assert training.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.5)
+    workers = psutil.Process(training.pid).children(recursive=True)
+    assert workers, "the search should run on worker processes"
+    training.send_signal(signal.SIGKILL)
+    training.wait()
+    training.stdout.close()
+    gone, alive = psutil.wait_procs(workers, timeout=30)
+    assert alive == [], "loky workers outlived the killed training"
+    with Registry.open(tmp_path / "registry") as registry:
+        assert registry.models() == []
+        (record,) = (tmp_path / "ws" / "runs").glob("*/run.json")
+        assert json.loads(record.read_text())["status"] == "running"
+        iris = load_iris(as_frame=True)
+        model = ModelDefinition(
+            name="iris",
+            task="classification",
+            load_data=lambda: (iris.data, iris.target),
+            estimator=lambda: DecisionTreeClassifier(random_state=0),
+        )
+        result = train(model, registry=registry, env="dev", workspace=tmp_path / "ws", workers=1)
+        assert result.version.version == 1
+    killed = json.loads(record.read_text())
+    assert killed["status"] == "interrupted"  # the next run noticed, and freed its scratch data
+    assert not (record.parent / "search-data.pkl").exists()
+
+
+def test_concurrent_trainings_in_real_processes_get_distinct_versions(tmp_path: Path) -> None:
+    initialize(tmp_path / "registry")
+    runs = [start_training(tmp_path, workers=1, search="none") for _ in range(3)]
+    outputs = [run.communicate(timeout=120)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0, 0]
+    assert sorted(int(out.split()[-1]) for out in outputs) == [1, 2, 3]
+    with Registry.open(tmp_path / "registry") as registry:
+        versions = registry.list_versions("iris")
+        assert [v.version for v in versions] == [3, 2, 1]
+        assert len({v.lineage["run_id"] for v in versions}) == 3
