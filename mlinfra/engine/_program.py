@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockEngine, MockMonitor, Mocks, MockSettings
 from pulumi.runtime.proto import resource_pb2
-from pulumi.runtime.settings import configure
+from pulumi.runtime.settings import ROOT, configure
 from pulumi.runtime.stack import run_in_stack
 from pulumi.runtime.sync_await import _sync_await
 
@@ -164,6 +164,8 @@ def run_program(
         asyncio.set_event_loop(thread_loop)
         thread_loops.append(thread_loop)
 
+    # A fresh root stack for this run, whatever an earlier program or test left in this context.
+    root_token = ROOT.set(None)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     loop.set_default_executor(
@@ -177,6 +179,7 @@ def run_program(
         asyncio.set_event_loop(None)
         for thread_loop in thread_loops:
             thread_loop.close()
+        ROOT.reset(root_token)
 
 
 def program_file(stack_dir: Path) -> Path:
