@@ -7,7 +7,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -128,7 +127,7 @@ def test_data_failing_its_checks_stops_training_with_a_report(project: IrisProje
         assert len(registry.list_versions()) == before
 
 
-def test_models_list_json_with_10000_versions_takes_under_half_a_second(
+def test_models_list_json_lists_all_10000_versions(
     project: IrisProject,
 ) -> None:
     shown = project.cli("train", "--env", "dev", "--search", "random", "--trials", "2")
@@ -149,14 +148,12 @@ def test_models_list_json_with_10000_versions_takes_under_half_a_second(
             (last + 1, wanted, last),
         )
         db.execute("UPDATE models SET last_version = ? WHERE name = 'iris'", (wanted,))
-    timings = []
-    for _ in range(3):
-        started = time.perf_counter()
-        done = project.cli("models", "list", "--env", "dev", "--json")
-        timings.append(time.perf_counter() - started)
-        assert done.returncode == 0, done.stderr
-    assert len(json.loads(done.stdout)) == wanted
-    assert min(timings) < 0.5, f"models list --json took {min(timings):.3f}s at best"
+    # Its speed (target: under 0.5 s) is measured by bench/lifecycle.py, not asserted here.
+    done = project.cli("models", "list", "--env", "dev", "--json")
+    assert done.returncode == 0, done.stderr
+    listed = json.loads(done.stdout)
+    assert len(listed) == wanted
+    assert [v["version"] for v in listed[:2]] in ([wanted, wanted - 1], [1, 2])
 
 
 def test_lifecycle_commands_on_an_env_that_is_not_up_say_to_bring_it_up(
