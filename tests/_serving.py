@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from typing import Any
 
 import httpx
 import pandas as pd
+from conftest import free_port
 from sklearn.datasets import load_iris
 
 from mlinfra.data import infer_schema, write_sample
@@ -83,12 +83,6 @@ def serve_table(registry: Path, env: str, *, model: str = "iris", **fields: Any)
     )
     write_deployment(directory, table)
     return table
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -219,3 +219,31 @@ def test_failed_update_names_the_resource_and_keeps_earlier_updates(journal_proj
     monkeypatch.delenv("FAIL_ON")
     result = engine.up()
     assert _ops(result) == {"group": "same", "f0": "same", "f1": "update", "f2": "update"}
+
+
+def test_state_from_before_schema_versions_is_kept_and_stamped_v1(journal_project):
+    engine = journal_project.engine()
+    engine.up()
+    engine.close()
+    state_db = journal_project.root / ".mlinfra" / "state.db"
+    with sqlite3.connect(state_db) as db:
+        db.execute("PRAGMA user_version = 0")  # as every state written before the version was
+    assert len(journal_project.engine().resources()) == 4
+    with sqlite3.connect(state_db) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (1,)
+
+
+def test_state_from_newer_mlinfra_is_refused_in_one_line(tmp_path):
+    from mlinfra.errors import StateError
+    from mlinfra.state import open_state
+
+    open_state(tmp_path).close()
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        db.execute("PRAGMA user_version = 2")
+    with pytest.raises(StateError) as refused:
+        open_state(tmp_path)
+    assert str(refused.value) == (
+        f"state at {tmp_path / 'state.db'} has schema v2, this mlinfra needs v1: upgrade mlinfra"
+    )
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (2,)

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import psutil
 import pytest
+from conftest import free_port
 from pulumi.output import Unknown
 
 from mlinfra.errors import ConfigError, DeploymentError
@@ -59,7 +60,7 @@ def test_workspace_create_again_after_a_killed_create_finishes_the_layout(tmp_pa
     provider = TrainingWorkspaceProvider()
     root = tmp_path / "training"
     (root / "runs").mkdir(parents=True)  # what a create killed half-way left
-    (root / "pool.json.partial").write_text('{"work')
+    (root / ".pool.json.k1ll3d.partial").write_text('{"work')
     result = provider.create({"path": str(root), "workers": 2})
     assert result.outs["missing"] == []
     assert sorted(p.name for p in root.iterdir()) == ["cache", "pool.json", "runs"]
@@ -180,12 +181,6 @@ def test_token_create_makes_distinct_urlsafe_tokens_kept_by_read() -> None:
 
 
 # Model server
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def server_props(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
@@ -421,9 +416,11 @@ def test_port_in_use_fails_fast_in_one_line_naming_holder_and_key(tmp_path: Path
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", port))
         holder.listen()
+        started = time.monotonic()
         with pytest.raises(DeploymentError) as failure:
             ModelServerProvider().create(props)
     message = str(failure.value)
+    assert time.monotonic() - started < 2
     assert "\n" not in message
     assert f"port {port} on 127.0.0.1 is already in use by pid {os.getpid()}" in message
     assert "env.staging.serving.port" in message

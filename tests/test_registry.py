@@ -19,13 +19,14 @@ from sklearn.tree import DecisionTreeClassifier
 
 import mlinfra.registry as registry_api
 from mlinfra.data import infer_schema, write_sample
-from mlinfra.errors import ConfigError, StateError
+from mlinfra.errors import ConfigError
 from mlinfra.registry import (
     AliasConflictError,
     ModelNotFoundError,
     NewVersion,
     Registry,
     RegistryNotFoundError,
+    RegistrySchemaError,
     TamperedArtifactError,
     UntrustedArtifactError,
     dump_model,
@@ -75,8 +76,8 @@ def test_public_api_is_the_documented_surface() -> None:
         "ARTIFACTS_DIR", "DATABASE_FILE", "AliasConflictError", "AliasEvent",
         "ArtifactRefusedError",
         "MetadataStore", "ModelNotFoundError", "ModelVersion", "NewVersion", "Registry",
-        "RegistryNotFoundError", "Report", "TamperedArtifactError", "UntrustedArtifactError",
-        "VersionSummary", "current_user", "dump_model", "initialize",
+        "RegistryNotFoundError", "RegistrySchemaError", "Report", "TamperedArtifactError",
+        "UntrustedArtifactError", "VersionSummary", "current_user", "dump_model", "initialize",
     }  # fmt: skip
 
 
@@ -103,8 +104,53 @@ def test_open_without_registry_tells_user_to_bring_env_up(tmp_path: Path) -> Non
 def test_open_refuses_database_from_newer_mlinfra(tmp_path: Path) -> None:
     initialize(tmp_path)
     sqlite3.connect(tmp_path / "registry.db").execute("PRAGMA user_version = 99")
-    with pytest.raises(StateError, match="upgrade mlinfra"):
+    with pytest.raises(RegistrySchemaError, match="has schema v99, .*: upgrade mlinfra$"):
         Registry.open(tmp_path)
+
+
+# The registry.db of the first release: schema v1, before `versions` had its listing columns.
+_V1_TABLES = """
+CREATE TABLE models (name TEXT PRIMARY KEY, task TEXT NOT NULL, last_version INTEGER NOT NULL,
+    created_at TEXT NOT NULL);
+CREATE TABLE versions (model TEXT NOT NULL REFERENCES models(name), version INTEGER NOT NULL,
+    env TEXT NOT NULL, created_at TEXT NOT NULL, created_by TEXT NOT NULL,
+    artifact_sha256 TEXT NOT NULL, artifact_size INTEGER NOT NULL, reference_sha256 TEXT,
+    params TEXT NOT NULL, metrics TEXT NOT NULL, lineage TEXT NOT NULL,
+    trusted_types TEXT NOT NULL, PRIMARY KEY (model, version));
+INSERT INTO models VALUES ('iris', 'classification', 1, '2026-01-01T00:00:00Z');
+INSERT INTO versions VALUES ('iris', 1, 'dev', '2026-01-01T00:00:00Z', 'ci', 'ab', 1, NULL,
+    '{}', '{}', '{}', '[]');
+PRAGMA user_version = 1;
+"""
+
+
+def test_registry_from_older_release_is_refused_with_what_to_do_not_stamped(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "artifacts").mkdir()
+    with sqlite3.connect(tmp_path / "registry.db") as db:
+        db.executescript(_V1_TABLES)
+    expected = (
+        f"registry at {tmp_path} has schema v1, this mlinfra needs v2: use the mlinfra release "
+        "that wrote it, or move it aside and run `mlinfra up` to start a new registry"
+    )
+    with pytest.raises(RegistrySchemaError) as opened:
+        Registry.open(tmp_path)
+    assert str(opened.value) == expected and opened.value.exit_code == 4
+    with pytest.raises(RegistrySchemaError) as upped:  # what `mlinfra up` calls
+        initialize(tmp_path)
+    assert str(upped.value) == expected
+    with sqlite3.connect(tmp_path / "registry.db") as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (1,)
+        assert db.execute("SELECT model, version FROM versions").fetchall() == [("iris", 1)]
+
+
+def test_database_that_is_not_a_registry_is_refused(tmp_path: Path) -> None:
+    with sqlite3.connect(tmp_path / "registry.db") as db:
+        db.execute("CREATE TABLE notes (body TEXT)")
+    for step in (Registry.open, initialize):
+        with pytest.raises(RegistryNotFoundError, match="is not an mlinfra registry"):
+            step(tmp_path)
 
 
 def test_versions_are_numbered_per_model_and_load_real_models(registry: Registry) -> None:

@@ -16,7 +16,7 @@ from typer import Abort
 try:  # recent typer vendors click; older releases use click itself
     from typer._click.exceptions import ClickException
 except ImportError:  # pragma: no cover
-    from click import ClickException  # type: ignore[no-redef]
+    from click import ClickException  # type: ignore[no-redef,assignment]
 
 from ..errors import MlinfraError
 from ._output import error_console

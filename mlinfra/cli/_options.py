@@ -15,6 +15,7 @@ __all__ = [
     "EnvOption",
     "ForceUnlockOption",
     "JsonOption",
+    "ModelOption",
     "ProjectOption",
     "YesOption",
     "confirm",
@@ -39,6 +40,10 @@ ProjectOption = Annotated[
         help="Project directory (default: found from the current directory upwards).",
         file_okay=False,
     ),
+]
+ModelOption = Annotated[
+    str | None,
+    typer.Option("--model", "-m", help="Model name, as in [models.NAME] (default: the only one)."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts and CI.")]
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]

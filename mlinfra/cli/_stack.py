@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -21,7 +22,7 @@ from ._options import (
 from ._output import console, emit_json
 
 if TYPE_CHECKING:
-    from ..engine import Engine
+    from ..engine import Engine, RunResult
 
 __all__ = ["register"]
 
@@ -39,6 +40,16 @@ def _engine(project: ProjectOption, env: EnvOption) -> Iterator[Engine]:
         yield engine
     finally:
         engine.close()
+
+
+def _change(run: Callable[..., RunResult], *, json_: bool) -> None:
+    """Run a change: with --json one document at the end, else each step as it happens."""
+    if json_:
+        emit_json(render.result_json(run()))
+        return
+    with render.StepPrinter() as printer:
+        result = run(on_event=printer)
+    render.print_result(result)
 
 
 def preview(
@@ -73,13 +84,7 @@ def up(
             render.print_result(planned)
             if planned.changed and not confirm(f"Apply these changes to {planned.stack}?", yes=yes):
                 raise typer.Exit(1)
-        if json_:
-            result = engine.up(refresh=refresh, force_unlock=force_unlock)
-            emit_json(render.result_json(result))
-            return
-        with render.StepPrinter() as printer:
-            result = engine.up(refresh=refresh, force_unlock=force_unlock, on_event=printer)
-        render.print_result(result)
+        _change(partial(engine.up, refresh=refresh, force_unlock=force_unlock), json_=json_)
 
 
 def destroy(
@@ -97,12 +102,7 @@ def destroy(
             return
         if not confirm(f"Destroy all {count} resources of this environment?", yes=yes):
             raise typer.Exit(1)
-        if json_:
-            emit_json(render.result_json(engine.destroy(force_unlock=force_unlock)))
-            return
-        with render.StepPrinter() as printer:
-            result = engine.destroy(force_unlock=force_unlock, on_event=printer)
-    render.print_result(result)
+        _change(partial(engine.destroy, force_unlock=force_unlock), json_=json_)
 
 
 def refresh(
@@ -201,7 +201,7 @@ def envs(project: ProjectOption = None, json_: JsonOption = False) -> None:
         "env", "target", "engine", "port", title=f"project {loaded.name}", title_justify="left"
     )
     for row in rows:
-        table.add_row(row["name"], row["target"], row["engine"], str(row["port"]))
+        table.add_row(*(str(row[key]) for key in ("name", "target", "engine", "port")))
     console.print(table)
 
 

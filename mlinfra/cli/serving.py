@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import GateFailedError
-from ._options import EnvOption, JsonOption, ProjectOption, resolve_env
+from ._options import EnvOption, JsonOption, ModelOption, ProjectOption, resolve_env
 from ._output import console, emit_json
 
 if TYPE_CHECKING:
@@ -23,10 +23,6 @@ if TYPE_CHECKING:
 
 __all__ = ["register"]
 
-ModelOption = Annotated[
-    str | None,
-    typer.Option("--model", "-m", help="Model name (default: the one served, or the only one)."),
-]
 ReasonOption = Annotated[
     str | None, typer.Option("--reason", help="Why, for the registry's audit trail.")
 ]
@@ -82,6 +78,7 @@ def deploy(
 
     With --canary or --steps, the canary takes a growing share of traffic; at every step it is
     compared with stable (errors, p99 latency, predictions) and then promoted or aborted.
+    Without --model: the model the env serves, or the registry's only one.
     """
     from ..rollout import AnalysisPolicy, parse_duration, parse_steps
     from ..rollout import deploy as run_deploy

@@ -28,6 +28,7 @@ from ._errors import (
     ArtifactRefusedError,
     ModelNotFoundError,
     RegistryNotFoundError,
+    RegistrySchemaError,
     TamperedArtifactError,
     UntrustedArtifactError,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "NewVersion",
     "Registry",
     "RegistryNotFoundError",
+    "RegistrySchemaError",
     "Report",
     "TamperedArtifactError",
     "UntrustedArtifactError",

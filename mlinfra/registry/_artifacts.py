@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 
+from .._fs import atomic_write_bytes
 from ._errors import TamperedArtifactError
 
 __all__ = ["ArtifactStore", "sha256_hex"]
@@ -17,7 +16,7 @@ def sha256_hex(data: bytes) -> str:
 
 
 class ArtifactStore:
-    """Blobs under `root/ab/cdef...`; writes are atomic (temp file, fsync, rename)."""
+    """Blobs under `root/ab/cdef...`; writes are atomic, files 0600."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -32,16 +31,7 @@ class ArtifactStore:
         if target.is_file() and target.stat().st_size == len(data):
             return digest
         target.parent.mkdir(mode=0o700, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_bytes(target, data, mode=0o600)
         return digest
 
     def get(self, digest: str) -> bytes:

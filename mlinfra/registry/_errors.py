@@ -4,6 +4,7 @@ MlinfraError
 ├── ModelNotFoundError (1)        no such model, version or alias
 ├── StateError
 │   ├── RegistryNotFoundError (4) the path holds no registry (the env is not up)
+│   ├── RegistrySchemaError (4)   the registry was written by an older or newer mlinfra
 │   └── AliasConflictError (4)    an alias moved under a compare-and-set
 └── ValidationError
     └── ArtifactRefusedError (6)  an artifact failed its checks and was not loaded
@@ -20,6 +21,7 @@ __all__ = [
     "ArtifactRefusedError",
     "ModelNotFoundError",
     "RegistryNotFoundError",
+    "RegistrySchemaError",
     "TamperedArtifactError",
     "UntrustedArtifactError",
 ]
@@ -30,6 +32,10 @@ class ModelNotFoundError(MlinfraError):
 
 
 class RegistryNotFoundError(StateError):
+    pass
+
+
+class RegistrySchemaError(StateError):
     pass
 
 

@@ -17,12 +17,19 @@ from types import EllipsisType
 from typing import Any
 
 from ..errors import StateError
-from ._errors import AliasConflictError, ModelNotFoundError
+from ._errors import (
+    AliasConflictError,
+    ModelNotFoundError,
+    RegistryNotFoundError,
+    RegistrySchemaError,
+)
 from ._types import AliasEvent, ModelVersion, NewVersion, Report, VersionSummary, utc_now
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
 
-SCHEMA_VERSION = 1
+# Kept in the file's `PRAGMA user_version`. Bump it with every change to _SCHEMA: v2 added the
+# listing columns of `versions` (metric ... data_hash).
+SCHEMA_VERSION = 2
 _BUSY_TIMEOUT_MS = 30_000
 
 _SCHEMA = """
@@ -143,8 +150,9 @@ class SqliteStore:
         os.chmod(path, 0o600)
         store = cls(path)
         with store._write() as db:
-            found = db.execute("PRAGMA user_version").fetchone()[0]
-            store._check_schema(found, allow_empty=True)
+            # Only a file without tables is new; any other is checked, never stamped over.
+            if db.execute("SELECT 1 FROM sqlite_master").fetchone():
+                store._check_schema(db)
             # executescript() would commit our transaction first, so run the statements one by one
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
@@ -153,18 +161,25 @@ class SqliteStore:
         return store
 
     def check(self) -> None:
-        """Refuse a file written by a newer mlinfra (or not a registry at all)."""
-        found = self._db().execute("PRAGMA user_version").fetchone()[0]
-        self._check_schema(found, allow_empty=False)
+        """Refuse a file written by an older or newer mlinfra, or not a registry at all."""
+        self._check_schema(self._db())
 
-    def _check_schema(self, found: int, *, allow_empty: bool) -> None:
-        if found == SCHEMA_VERSION or (found == 0 and allow_empty):
+    def _check_schema(self, db: sqlite3.Connection) -> None:
+        found = db.execute("PRAGMA user_version").fetchone()[0]
+        if found == SCHEMA_VERSION:
             return
+        root = self.path.parent
         if found == 0:
-            raise StateError(f"{self.path} is not an mlinfra registry")
-        raise StateError(
-            f"{self.path} has registry schema {found}; this mlinfra reads {SCHEMA_VERSION}: "
+            raise RegistryNotFoundError(f"{self.path} is not an mlinfra registry")
+        advice = (
             "upgrade mlinfra"
+            if found > SCHEMA_VERSION
+            else "use the mlinfra release that wrote it, or move it aside and run `mlinfra up` "
+            "to start a new registry"
+        )
+        raise RegistrySchemaError(
+            f"registry at {root} has schema v{found}, this mlinfra needs v{SCHEMA_VERSION}: "
+            f"{advice}"
         )
 
     # -- connections -------------------------------------------------------------------------

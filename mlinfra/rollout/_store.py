@@ -22,9 +22,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from .._fs import atomic_write_text
 from ..errors import StateLockedError
 from ..serving import Deployment
-from ..serving._deployments import atomic_write
 from ._model import Rollout
 
 __all__ = ["AliasMove", "Pending", "RolloutStore"]
@@ -97,7 +97,7 @@ class RolloutStore:
             return None
 
     def save(self, rollout: Rollout) -> None:
-        atomic_write(self.directory / "rollout.json", rollout.model_dump_json(indent=2))
+        atomic_write_text(self.directory / "rollout.json", rollout.model_dump_json(indent=2))
 
     def pending(self) -> Pending | None:
         try:
@@ -110,7 +110,7 @@ class RolloutStore:
         if pending is None:
             path.unlink(missing_ok=True)
         else:
-            atomic_write(path, pending.model_dump_json(indent=2))
+            atomic_write_text(path, pending.model_dump_json(indent=2))
 
     def record(self, event: dict[str, Any]) -> None:
         """Append one event to the env's history (one JSON object per line)."""

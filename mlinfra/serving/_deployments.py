@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .._fs import atomic_write_text
+
 __all__ = [
     "Deployment",
-    "atomic_write",
     "WorkerAck",
     "deployment_dir",
     "pid_alive",
@@ -94,11 +94,11 @@ def read_deployment(directory: Path) -> Deployment | None:
 
 
 def write_deployment(directory: Path, deployment: Deployment) -> None:
-    atomic_write(directory / _TABLE, deployment.model_dump_json(indent=2))
+    atomic_write_text(directory / _TABLE, deployment.model_dump_json(indent=2))
 
 
 def write_ack(directory: Path, ack: WorkerAck) -> None:
-    atomic_write(directory / _WORKERS / f"{ack.pid}.json", ack.model_dump_json())
+    atomic_write_text(directory / _WORKERS / f"{ack.pid}.json", ack.model_dump_json())
 
 
 def read_acks(directory: Path) -> list[WorkerAck]:
@@ -125,18 +125,3 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise

@@ -24,6 +24,8 @@ from ._secrets import SecretBox, is_secret, wrap_secret
 
 __all__ = ["SqliteStateStore"]
 
+# Kept in the file's `PRAGMA user_version`; bump it with every change to _SCHEMA.
+SCHEMA_VERSION = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS resources (
@@ -67,12 +69,33 @@ class SqliteStateStore:
             )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
+            self._ensure_schema()
         except sqlite3.Error as exc:
             raise StateError(f"cannot open the state at {self.path}: {exc}") from exc
         except OSError as exc:
             raise StateError(f"cannot create the state directory {state_dir}: {exc}") from exc
         self._secrets = SecretBox(state_dir=state_dir, salt=self._salt())
+
+    def _ensure_schema(self) -> None:
+        """Create the tables in a new file; refuse one written by an older or newer mlinfra."""
+        with self._transaction() as db:
+            found = db.execute("PRAGMA user_version").fetchone()[0]
+            # A state from before the version was kept has v1's tables: it is stamped, not refused.
+            if found not in (0, SCHEMA_VERSION):
+                advice = (
+                    "upgrade mlinfra"
+                    if found > SCHEMA_VERSION
+                    else "use the mlinfra release that wrote it"
+                )
+                raise StateError(
+                    f"state at {self.path} has schema v{found}, this mlinfra needs "
+                    f"v{SCHEMA_VERSION}: {advice}"
+                )
+            # executescript() would commit our transaction first, so run the statements one by one
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
         with self._lock:

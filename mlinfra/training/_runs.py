@@ -17,6 +17,7 @@ from typing import Any
 
 import psutil
 
+from .._fs import atomic_write_text
 from ..registry._types import utc_now
 
 __all__ = ["RunRecord"]
@@ -45,10 +46,11 @@ class RunRecord:
         self._write()
 
     def _write(self) -> None:
-        target = self.directory / RECORD_FILE
-        partial = target.with_suffix(".partial")
-        partial.write_text(json.dumps(self._fields, indent=2, default=str) + "\n", encoding="utf-8")
-        os.replace(partial, target)
+        _save(self.directory / RECORD_FILE, self._fields)
+
+
+def _save(record: Path, fields: dict[str, Any]) -> None:
+    atomic_write_text(record, json.dumps(fields, indent=2, default=str) + "\n")
 
 
 def _reap_interrupted(runs: Path) -> None:
@@ -66,7 +68,7 @@ def _reap_interrupted(runs: Path) -> None:
         for leftover in record.parent.iterdir():
             if leftover.name != RECORD_FILE:
                 shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
-        record.write_text(json.dumps(fields, indent=2) + "\n", encoding="utf-8")
+        _save(record, fields)
 
 
 def _alive(pid: Any, started: Any) -> bool:

@@ -8,9 +8,9 @@ from typing import Annotated
 import typer
 
 from ...errors import ConfigError
-from .._options import EnvOption, JsonOption, ProjectOption
+from .._options import EnvOption, JsonOption, ModelOption, ProjectOption
 from .._output import console, emit_json
-from ._context import ModelOption, VersionArgument, definition, open_registry
+from ._context import VersionArgument, definition, open_registry
 from ._render import TrialBars, metrics_table, number, print_findings, print_report
 
 __all__ = ["evaluate", "train"]

@@ -17,12 +17,8 @@ if TYPE_CHECKING:
     from ...registry import Registry
     from ...training import ModelDefinition
 
-__all__ = ["ModelOption", "VersionArgument", "definition", "model_name", "open_registry"]
+__all__ = ["VersionArgument", "definition", "model_name", "open_registry"]
 
-ModelOption = Annotated[
-    str | None,
-    typer.Option("--model", "-m", help="Model name, as in [models.NAME] (default: the only one)."),
-]
 VersionArgument = Annotated[
     str, typer.Argument(help="Version: 3, v3, latest, or an alias of the env (champion).")
 ]

@@ -9,9 +9,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from ...errors import ConfigError
-from .._options import EnvOption, JsonOption, ProjectOption
+from .._options import EnvOption, JsonOption, ModelOption, ProjectOption
 from .._output import console, emit_json
-from ._context import ModelOption, VersionArgument, model_name, open_registry
+from ._context import VersionArgument, model_name, open_registry
 from ._render import metrics_table, number, print_alias_history, version_label
 
 if TYPE_CHECKING:

@@ -3,16 +3,16 @@ missing parts, and taken apart on delete without touching files mlinfra did not 
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 
+from ..._fs import partial_files
 from ._base import AbsolutePath, LocalProvider, ProviderInputs, gone
 
-__all__ = ["DirectoryInputs", "DirectoryProvider", "remove", "write_atomic"]
+__all__ = ["DirectoryInputs", "DirectoryProvider", "remove"]
 
 
 class DirectoryInputs(ProviderInputs):
@@ -30,7 +30,7 @@ class DirectoryProvider(LocalProvider[InputsT]):
     parts: ClassVar[tuple[str, ...]]
     """Entries of the layout: read reports the missing ones, delete removes them."""
     leftovers: ClassVar[tuple[str, ...]] = ()
-    """Files made along the way (a partial write, database sidecars) that delete also removes."""
+    """Files made along the way (database sidecars) that delete also removes."""
 
     def build(self, root: Path, inputs: InputsT) -> None:
         """Make the layout under an existing root; must be idempotent."""
@@ -55,6 +55,7 @@ class DirectoryProvider(LocalProvider[InputsT]):
 
     def delete(self, id_: str, _props: dict[str, Any]) -> None:
         root = Path(id_)
+        self._drop_partials(root)
         for name in (*self.parts, *self.leftovers):
             remove(root / name)
         if root.is_dir() and not any(root.iterdir()):
@@ -66,22 +67,20 @@ class DirectoryProvider(LocalProvider[InputsT]):
     def _ensure(self, inputs: InputsT) -> dict[str, Any]:
         root = Path(inputs.path)
         root.mkdir(parents=True, exist_ok=True)
+        self._drop_partials(root)
         self.build(root, inputs)
         return self._outputs(root, inputs)
+
+    def _drop_partials(self, root: Path) -> None:
+        """What a write killed half-way left; only this provider writes its parts (under the
+        stack's lock), so no write is in flight."""
+        for name in self.parts:
+            for partial in partial_files(root / name):
+                partial.unlink(missing_ok=True)
 
     def _outputs(self, root: Path, inputs: InputsT) -> dict[str, Any]:
         missing = [name for name in self.parts if not (root / name).exists()]
         return {**inputs.model_dump(), **self.describe(root, inputs), "missing": missing}
-
-
-def write_atomic(path: Path, text: str, *, mode: int = 0o644) -> None:
-    """Write via `<name>.partial` and a rename, so a killed write never leaves half a file."""
-    partial = path.with_name(path.name + ".partial")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.chmod(partial, mode)
-    os.replace(partial, path)
 
 
 def remove(path: Path) -> None:

@@ -26,8 +26,8 @@ from typing import Any
 
 import psutil
 
+from ..._fs import atomic_write_text
 from ...errors import DeploymentError
-from ._files import write_atomic
 
 __all__ = ["MARKER_ENV", "PROGRAM", "Supervisor"]
 
@@ -121,12 +121,12 @@ class Supervisor:
     def write(self, command: list[str], files: dict[str, str | None]) -> None:
         """The config, and private files (mode 0600) the program reads; None removes one."""
         self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        write_atomic(self.conf, self.render(command))
+        atomic_write_text(self.conf, self.render(command))
         for name, text in files.items():
             if text is None:
                 (self.run_dir / name).unlink(missing_ok=True)
             else:
-                write_atomic(self.run_dir / name, text, mode=0o600)
+                atomic_write_text(self.run_dir / name, text, mode=0o600)
 
     def launch(self) -> psutil.Process:
         """Start supervisord as a daemon and return it once its pidfile names it."""

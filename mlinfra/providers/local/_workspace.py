@@ -11,8 +11,9 @@ from typing import Any
 import pulumi
 from pydantic import Field
 
+from ..._fs import atomic_write_text
 from ._base import LocalResource
-from ._files import DirectoryInputs, DirectoryProvider, write_atomic
+from ._files import DirectoryInputs, DirectoryProvider
 
 __all__ = [
     "POOL_FILE",
@@ -41,14 +42,13 @@ class TrainingWorkspaceProvider(DirectoryProvider[WorkspaceInputs]):
 
     inputs_model = WorkspaceInputs
     parts = ("runs", "cache", POOL_FILE)
-    leftovers = (POOL_FILE + ".partial",)
 
     def build(self, root: Path, inputs: WorkspaceInputs) -> None:
         (root / "runs").mkdir(exist_ok=True)
         (root / "cache").mkdir(exist_ok=True)
         pool = {"workers": resolve_workers(inputs.workers)}
         if _read_pool(root) != pool:
-            write_atomic(root / POOL_FILE, json.dumps(pool, indent=2) + "\n")
+            atomic_write_text(root / POOL_FILE, json.dumps(pool, indent=2) + "\n")
 
     def describe(self, root: Path, inputs: WorkspaceInputs) -> dict[str, Any]:
         pool = _read_pool(root)
