@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from ..state import ResourceState, UpdateRecord
 
 __all__ = [
+    "StepPrinter",
     "drift_json",
     "history_json",
     "mask",
@@ -26,7 +27,6 @@ __all__ = [
     "print_status",
     "resources_json",
     "result_json",
-    "StepPrinter",
 ]
 
 _SYMBOLS = {

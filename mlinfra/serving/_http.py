@@ -10,7 +10,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-__all__ = ["HTTPProblem", "BearerAuth", "json_response", "read_json"]
+__all__ = ["BearerAuth", "HTTPProblem", "json_response", "read_json"]
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
