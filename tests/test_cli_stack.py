@@ -106,3 +106,73 @@ def test_a_missing_stack_program_names_the_setting(journal_project):
     (journal_project.root / "stack" / "__main__.py").unlink()
     line = _one_line_error(journal_project.cli("preview"), 2)
     assert "no Pulumi program" in line and "stack" in line
+
+
+def _answer_prompt(project, args: list[str], answer: bytes) -> tuple[int, str]:
+    """Run the CLI on a real pseudo-terminal and answer its confirmation prompt."""
+    import os
+    import subprocess
+    import time
+
+    from conftest import MLINFRA, cli_env
+
+    main, terminal = os.openpty()
+    process = subprocess.Popen(
+        [*MLINFRA, *args],
+        cwd=project.root,
+        env=cli_env({"MLINFRA_ENV": "dev"}),
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+    )
+    os.close(terminal)
+    seen = b""
+    deadline = time.monotonic() + 60
+    while b"[y/N]" not in seen:
+        assert time.monotonic() < deadline, seen.decode(errors="replace")
+        seen += os.read(main, 4096)
+    os.write(main, answer + b"\n")
+    while True:
+        try:
+            chunk = os.read(main, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(main)
+    return process.wait(timeout=60), seen.decode(errors="replace")
+
+
+def test_up_on_a_terminal_shows_the_plan_and_applies_only_on_yes(journal_project):
+    code, shown = _answer_prompt(journal_project, ["up"], b"n")
+    assert code == 1 and "+ create" in shown and "to create" in shown
+    assert list(journal_project.out.iterdir()) == []
+    code, shown = _answer_prompt(journal_project, ["up"], b"y")
+    assert code == 0, shown
+    assert len(list(journal_project.out.iterdir())) == 3
+
+
+def test_destroy_on_a_terminal_asks_first(journal_project):
+    assert journal_project.cli("up", "--yes").returncode == 0
+    code, _ = _answer_prompt(journal_project, ["destroy"], b"n")
+    assert code == 1 and len(list(journal_project.out.iterdir())) == 3
+    code, shown = _answer_prompt(journal_project, ["destroy"], b"y")
+    assert code == 0, shown
+    assert list(journal_project.out.iterdir()) == []
+
+
+def test_interrupted_up_exits_130_and_the_next_up_finishes(journal_project):
+    import signal
+    import time
+
+    process = journal_project.popen("up", "--yes", env={"SLOW_SECONDS": "0.5"})
+    deadline = time.monotonic() + 30
+    while not journal_project.journal():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=30) == 130
+    result = journal_project.cli("up", "--yes")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in journal_project.out.iterdir()) == ["f0.txt", "f1.txt", "f2.txt"]
