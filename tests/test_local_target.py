@@ -88,3 +88,19 @@ def test_two_environments_run_side_by_side(iris_project):
     )
     assert authenticated.status_code == 400, "OIP v2: not ready (no model yet) is a 4xx"
     assert token.encode() not in (iris_project.root / ".mlinfra" / "state.db").read_bytes()
+
+
+def test_a_registry_shared_by_two_envs_survives_destroying_one(iris_project):
+    config = iris_project.root / "mlinfra.toml"
+    text = config.read_text()
+    for env in ("dev", "staging"):
+        text = text.replace(f"[env.{env}]\n", f'[env.{env}]\nregistry.path = ".mlinfra/shared"\n')
+    config.write_text(text)
+    for env in ("dev", "staging"):
+        assert iris_project.cli("up", "--yes", "--env", env).returncode == 0
+    shared = iris_project.root / ".mlinfra" / "shared"
+    assert (shared / "registry.db").exists()
+    assert iris_project.cli("destroy", "--yes", "--env", "dev").returncode == 0
+    assert (shared / "registry.db").exists(), "staging still uses it"
+    staging = json.loads(iris_project.cli("outputs", "--json", "--env", "staging").stdout)
+    assert staging["registry_path"] == str(shared)

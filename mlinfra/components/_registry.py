@@ -17,11 +17,14 @@ __all__ = ["ModelRegistry", "ModelRegistryArgs"]
 class ModelRegistryArgs:
     path: pulumi.Input[str]
     """Directory of the registry (registry.db and artifacts/); absolute."""
+    shared: bool = False
+    """Other environments use it too: `destroy` then leaves it in place (retain_on_delete)."""
     target: Target = "local"
 
     @classmethod
     def from_environment(cls, env: Environment) -> ModelRegistryArgs:
-        return cls(path=str(env.registry_path), target=env.settings.target)
+        own = env.env_dir in env.registry_path.parents
+        return cls(path=str(env.registry_path), shared=not own, target=env.settings.target)
 
 
 class ModelRegistry(pulumi.ComponentResource):
@@ -36,7 +39,9 @@ class ModelRegistry(pulumi.ComponentResource):
         require_local(args.target, "ModelRegistry")
         super().__init__("mlinfra:index:ModelRegistry", name, None, opts)
         store = RegistryStore(
-            f"{name}-store", RegistryStoreArgs(path=args.path), pulumi.ResourceOptions(parent=self)
+            f"{name}-store",
+            RegistryStoreArgs(path=args.path),
+            pulumi.ResourceOptions(parent=self, retain_on_delete=args.shared or None),
         )
         self.path = store.path
         self.uri = store.uri
