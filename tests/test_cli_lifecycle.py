@@ -97,7 +97,7 @@ def test_bad_training_input_exits_2_with_one_line_and_trains_nothing(
         before = len(registry.list_versions())
     done = project.cli("train", "--env", "dev", *args)
     assert done.returncode == 2 and message in done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1
+    assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1
     with registry_of(project) as registry:
         assert len(registry.list_versions()) == before
 

@@ -166,6 +166,14 @@ def test_against_a_missing_version_number_is_an_error(registry: Registry, tmp_pa
         evaluate_iris(registry, version, against="v9")
 
 
+def test_against_a_misspelt_alias_is_an_error_not_a_skipped_gate(
+    registry: Registry, tmp_path: Path
+) -> None:
+    version = iris_version(registry, tmp_path, good())
+    with pytest.raises(ModelNotFoundError):
+        evaluate_iris(registry, version, gates=["f1 >= champion - 0.01"], against="chmpion")
+
+
 def test_regression_gates_relative_to_champion(registry: Registry, tmp_path: Path) -> None:
     diabetes = load_diabetes(as_frame=True)
     model = ModelDefinition(

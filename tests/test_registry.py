@@ -208,6 +208,10 @@ def test_resolve_takes_numbers_v_prefix_latest_and_env_aliases(registry: Registr
         registry.resolve("iris", "champion")
     with pytest.raises(ModelNotFoundError, match="no version 7"):
         registry.resolve("iris", "7")
+    with pytest.raises(ModelNotFoundError, match="no version 99999999999999999999"):
+        registry.resolve("iris", "v99999999999999999999")  # beyond SQLite's integers
+    with pytest.raises(ModelNotFoundError):
+        registry.resolve("iris", "9" * 5000, env="dev")  # beyond what int() reads
     with pytest.raises(ModelNotFoundError, match="models: iris"):
         registry.resolve("nope", "1")
 
@@ -291,6 +295,20 @@ def test_tampered_artifact_is_refused(registry: Registry) -> None:
     path.unlink()
     with pytest.raises(TamperedArtifactError, match="missing"):
         registry.load(version)
+
+
+def test_registering_the_same_bytes_again_replaces_a_tampered_artifact(
+    registry: Registry,
+) -> None:
+    draft = new_version()
+    first = registry.register(draft)
+    path = registry.root / "artifacts" / first.artifact_sha256[:2] / first.artifact_sha256[2:]
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, other bytes
+    path.write_bytes(bytes(data))
+    second = registry.register(draft)
+    assert second.artifact_sha256 == first.artifact_sha256
+    assert isinstance(registry.load(second), DecisionTreeClassifier)
 
 
 def test_model_with_untrusted_function_is_refused_at_registration(registry: Registry) -> None:

@@ -6,6 +6,7 @@ version served before each test, so the tests do not depend on their order.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections import Counter
@@ -33,6 +34,7 @@ from mlinfra.rollout import (
     rollback,
     status,
 )
+from mlinfra.rollout import _run as rollout_run
 from mlinfra.rollout._store import AliasMove, Pending
 from mlinfra.serving import Deployment, read_acks, read_deployment, write_deployment
 
@@ -227,6 +229,18 @@ def test_thin_traffic_gives_no_verdict_and_pauses_for_a_human(target: Target) ->
     assert read_deployment(target.directory).canary == GOOD  # traffic stays split meanwhile
     aborted = abort(target, reason="not enough traffic to judge")
     assert aborted.phase == "aborted" and read_deployment(target.directory).canary is None
+
+
+def test_driver_that_cannot_read_metrics_pauses_the_rollout_instead_of_leaving_it_unwatched(
+    target: Target, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rollout_run, "_SCRAPE_PATIENCE", 0.5)  # not 15 s for a restarting server
+    blind = dataclasses.replace(target, url="http://127.0.0.1:9")  # nothing listens there
+    rollout = deploy(blind, "2", wait=True, steps=(50, 100), interval_seconds=0.3)
+    assert rollout.phase == "paused" and "cannot read metrics" in rollout.reason, rollout.reason
+    assert "mlinfra abort" in rollout.reason
+    assert read_deployment(target.directory).canary == GOOD  # held where it was
+    assert abort(target).phase == "aborted"
 
 
 def test_deploy_promote_and_rollbacks_under_steady_load_fail_no_request(target: Target) -> None:

@@ -3,6 +3,7 @@ registry: both protocols, validation, limits, metrics, auth, hot swaps of the de
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from _serving import (
     COLUMNS,
     FEATURES,
     ROW,
+    TARGET,
     Server,
     new_registry,
     register,
@@ -22,7 +24,7 @@ from _serving import (
     start_server,
 )
 from sklearn.compose import make_column_transformer
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder
 from sklearn.tree import DecisionTreeClassifier
@@ -48,6 +50,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     pipeline = make_pipeline(encoder, LogisticRegression(max_iter=1000))
     register(root, pipeline, name="colours", features=COLOURED)  # colours v1
+    register(root, LinearRegression(), name="score", target=TARGET * 1.5)  # score v1, regression
     return root
 
 
@@ -184,6 +187,7 @@ def test_v2_metadata_and_readiness_by_name_and_version(server: Server) -> None:
         "/v2/models/wine",
         "/v2/models/iris/versions/9/ready",
         "/v2/models/iris/versions/x",
+        "/v2/models/iris/versions/" + "9" * 5000 + "/ready",  # beyond what int() reads
     ):
         response = server.get(path)
         assert response.status_code == 404 and "error" in response.json()
@@ -322,6 +326,9 @@ def test_shadow_mode_answers_from_stable_and_mirrors_to_canary(
         for _ in range(20)
     }
     assert answers == {"stable"}
+    deadline = time.monotonic() + 5  # the mirror runs after its answer went out
+    while _count(server, "canary", 2) < before + 20 and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert _count(server, "canary", 2) == before + 20
 
 
@@ -410,6 +417,19 @@ def test_labels_fed_back_are_counted_for_the_version_that_answered(server: Serve
         ({"version": 1, "predictions": [0, 1], "labels": [0]}, "labels"),
         ({"version": 1, "predictions": [[0]], "labels": [0]}, "predictions"),
         ({"predictions": [0], "labels": [0]}, "version"),
+        ({"version": "9" * 5000, "predictions": [0], "labels": [0]}, "version"),
     ]:
         refused = server.post("/feedback", json=body)
         assert refused.status_code == 422 and refused.json()["field"] == field
+
+
+def test_regression_labels_fed_back_must_be_finite_numbers(
+    server: Server, registry: Path, restore: None
+) -> None:
+    server.wait_generation(serve_table(registry, "dev", model="score", stable=1).generation)
+    answer = server.post("/feedback", json={"version": 1, "predictions": [5.0], "labels": [5.5]})
+    assert answer.status_code == 200
+    for label in ("tall", 10**400, float("inf")):  # 10**400 overflows a float
+        body = {"version": 1, "predictions": [5.0], "labels": [label]}
+        refused = server.post("/feedback", content=json.dumps(body))
+        assert refused.status_code == 422 and refused.json()["field"] == "labels"

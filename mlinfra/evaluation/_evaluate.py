@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
@@ -18,8 +17,6 @@ if TYPE_CHECKING:
     import pandas
 
 __all__ = ["DeclaredModel", "evaluate", "evaluate_declared"]
-
-_NUMBER_REF = re.compile(r"^v?\d+$")
 
 
 class DeclaredModel(Protocol):
@@ -145,13 +142,14 @@ def evaluate(
 def _champion(
     registry: Registry, version: ModelVersion, against: str | None, env: str
 ) -> ModelVersion | None:
-    """The version to compare with; a missing alias means none yet, a missing number is an error."""
+    """The version to compare with. Before the first deploy there is no champion, so a missing
+    `champion` means none yet; any other missing name is a typo CI must not pass over."""
     if not against:
         return None
     try:
         return registry.resolve(version.model, against, env=env)
     except ModelNotFoundError:
-        if _NUMBER_REF.match(against):
+        if against != "champion":
             raise
         return None
 

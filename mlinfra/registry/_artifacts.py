@@ -28,7 +28,8 @@ class ArtifactStore:
         """Store `data` and return its sha256; storing the same bytes twice is a no-op."""
         digest = sha256_hex(data)
         target = self.path(digest)
-        if target.is_file() and target.stat().st_size == len(data):
+        # Only bytes that still hash to their name count as stored: a tampered copy is replaced.
+        if target.is_file() and sha256_hex(target.read_bytes()) == digest:
             return digest
         target.parent.mkdir(mode=0o700, exist_ok=True)
         atomic_write_bytes(target, data, mode=0o600)

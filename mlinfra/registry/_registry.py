@@ -31,8 +31,9 @@ __all__ = ["ARTIFACTS_DIR", "DATABASE_FILE", "Registry", "initialize"]
 
 DATABASE_FILE = "registry.db"
 ARTIFACTS_DIR = "artifacts"
-_VERSION_REF = re.compile(r"^v?(\d+)$")
+_VERSION_REF = re.compile(r"^v?([0-9]{1,30})$")  # longer digit strings are no version either
 _TAG_KEY = re.compile(r"^[A-Za-z][\w.-]{0,62}$")
+_MAX_VERSION = 2**63 - 1  # SQLite's largest integer: no version can be numbered above it
 
 
 def initialize(root: Path) -> None:
@@ -106,7 +107,7 @@ class Registry:
         return self._store.model_names()
 
     def get(self, model: str, version: int) -> ModelVersion:
-        found = self._store.get_version(model, version)
+        found = self._store.get_version(model, version) if 0 < version <= _MAX_VERSION else None
         if found is None:
             self._require_model(model)
             raise ModelNotFoundError(f"model {model!r} has no version {version}")

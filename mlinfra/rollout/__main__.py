@@ -18,6 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", required=True, help="the env's serving URL, for /metrics")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per /metrics read
     target = Target(
         registry=args.registry, env=args.env, url=args.url, token=os.environ.get(TOKEN_VARIABLE)
     )

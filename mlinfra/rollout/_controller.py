@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from ..errors import ConfigError, DeploymentError, ValidationError
+from ..errors import ConfigError, DeploymentError, MlinfraError, ValidationError
 from ..serving import (
     Deployment,
     WorkerAck,
@@ -33,6 +33,7 @@ __all__ = [
     "active_rollout",
     "advance",
     "begin",
+    "pause",
     "promote",
     "recover",
     "rollback",
@@ -323,13 +324,8 @@ def advance(target: Target, rollout_id: str, result: StepResult) -> Rollout:
         if result.verdict == "fail":
             return _end(target, rollout, "aborted", "; ".join(result.reasons))
         if result.verdict == "inconclusive":
-            rollout.phase = "paused"
-            rollout.reason = (
-                f"inconclusive at {rollout.weight}%: {'; '.join(result.reasons)}; "
-                "run `mlinfra promote` or `mlinfra abort`"
-            )
-            store.save(rollout)
-            return rollout
+            reasons = "; ".join(result.reasons)
+            return _pause(store, rollout, f"inconclusive at {rollout.weight}%: {reasons}")
         if rollout.step == len(rollout.steps) - 1:
             return _end(target, rollout, "promoted", "analysis passed at every step")
         rollout.step += 1
@@ -338,10 +334,23 @@ def advance(target: Target, rollout_id: str, result: StepResult) -> Rollout:
         return rollout
 
 
+def pause(target: Target, rollout_id: str, reason: str) -> Rollout:
+    """Hold the running rollout at its current weight until a person promotes or aborts it."""
+    with target.store.locked():
+        return _pause(target.store, active_rollout(target.store, rollout_id), reason)
+
+
+def _pause(store: RolloutStore, rollout: Rollout, reason: str) -> Rollout:
+    rollout.phase = "paused"
+    rollout.reason = f"{reason}; run `mlinfra promote` or `mlinfra abort`"
+    store.save(rollout)
+    return rollout
+
+
 def active_rollout(store: RolloutStore, rollout_id: str | None = None) -> Rollout:
     rollout = store.rollout()
     if rollout is None or not rollout.active or (rollout_id and rollout.id != rollout_id):
-        raise DeploymentError("no rollout is in progress in this env; see `mlinfra rollout status`")
+        raise MlinfraError("no rollout is in progress in this env; see `mlinfra rollout status`")
     return rollout
 
 

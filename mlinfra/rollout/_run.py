@@ -6,6 +6,7 @@ abort it: the driver re-reads the record every tick and stops when it has moved 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -14,10 +15,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import DeploymentError
+from ..errors import DeploymentError, MlinfraError
 from ..serving import Deployment, pid_alive, read_acks, read_deployment
 from ._analysis import analyse
-from ._controller import Target, active_rollout, advance, begin
+from ._controller import Target, active_rollout, advance, begin, pause
 from ._model import Rollout, StepResult
 from ._stats import Snapshot, scrape
 
@@ -59,20 +60,36 @@ def drive(
             rollout = active_rollout(store)
             rollout.controller_pid = os.getpid()
             store.save(rollout)
-        start = _scrape(target, rollout)
-        while rollout.phase == "progressing":
-            result = _analyse_step(target, rollout, start)
-            if result is None:  # promoted, aborted or moved on by another command
-                break
-            try:
-                rollout = advance(target, rollout.id, result)
-            except DeploymentError:
-                break  # ended by another command while we analysed
-            if on_result is not None:
-                on_result(rollout, result)
+        try:
+            _drive_steps(target, rollout, on_result)
+        except KeyboardInterrupt:
+            _hold(target, rollout.id, "interrupted")
+            raise
+        except MlinfraError as exc:
+            _hold(target, rollout.id, str(exc))
         final = store.rollout()
         assert final is not None
         return final
+
+
+def _drive_steps(
+    target: Target, rollout: Rollout, on_result: Callable[[Rollout, StepResult], None] | None
+) -> None:
+    start = _scrape(target, rollout)
+    while rollout.phase == "progressing":
+        result = _analyse_step(target, rollout, start)
+        if result is None:  # promoted, aborted or moved on by another command
+            return
+        rollout = advance(target, rollout.id, result)
+        if on_result is not None:
+            on_result(rollout, result)
+
+
+def _hold(target: Target, rollout_id: str, why: str) -> None:
+    """The driver is stopping early: pause the rollout rather than leave it progressing with no
+    one to analyse it (unless another command already ended it, which is why we stopped)."""
+    with contextlib.suppress(DeploymentError):
+        pause(target, rollout_id, f"the driver stopped: {why}")
 
 
 def _scrape(target: Target, rollout: Rollout) -> Snapshot:

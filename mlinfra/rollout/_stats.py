@@ -67,15 +67,6 @@ class VariantStats:
             feedback=_subtract(self.feedback, earlier.feedback),
         )
 
-    def plus(self, other: VariantStats) -> VariantStats:
-        return VariantStats(
-            requests=self.requests + other.requests,
-            errors=self.errors + other.errors,
-            latency=_add(self.latency, other.latency),
-            predictions=_add(self.predictions, other.predictions),
-            feedback=_add(self.feedback, other.feedback),
-        )
-
     def summary(self) -> dict[str, float | int | None]:
         p99, accuracy, mae = self.p99(), self.accuracy(), self.mean_abs_error()
         return {
@@ -91,10 +82,6 @@ class VariantStats:
 
 def _subtract(later: dict, earlier: dict) -> dict:
     return {key: value - earlier.get(key, 0) for key, value in later.items()}
-
-
-def _add(one: dict, other: dict) -> dict:
-    return {key: one.get(key, 0) + other.get(key, 0) for key in one.keys() | other.keys()}
 
 
 def _quantile(q: float, buckets: dict[float, float]) -> float | None:

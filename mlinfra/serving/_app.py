@@ -150,7 +150,7 @@ class _Routes:
                 errors = [
                     abs(float(p) - float(t)) for p, t in zip(predictions, labels, strict=True)
                 ]
-            except ValueError:
+            except (ValueError, OverflowError):
                 raise HTTPProblem(
                     422, "regression labels must be numbers", field="labels"
                 ) from None
@@ -179,8 +179,8 @@ class _Routes:
         version = request.path_params.get("version")
         if version is None:
             return served.pick(_sticky_value(request, served))
-        number = version.removeprefix("v")
-        variant = served.by_version(int(number)) if number.isascii() and number.isdigit() else None
+        number = _protocols.version_number(version)
+        variant = served.by_version(number) if number is not None else None
         if variant is None:
             raise HTTPProblem(
                 404, f"version {version!r} of {name!r} is not deployed in env {self.runtime.env!r}"

@@ -27,9 +27,11 @@ __all__ = [
     "encode_v2",
     "v2_datatype",
     "v2_metadata",
+    "version_number",
 ]
 
 Columns = dict[str, list[Any]]
+_MAX_VERSION_DIGITS = 18  # any registry number fits; int() of a 5,000-digit string would raise
 OUTPUTS = ("predict", "predict_proba")
 _MLFLOW_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 _V2_TYPES = {
@@ -296,8 +298,8 @@ def decode_feedback(body: Any) -> tuple[int, list[Any], list[Any]]:
     The version is the `x-model-version` header (or `model_version`) of the answer being judged.
     """
     body = _mapping(body, "the request body")
-    version = str(body.get("version", "")).removeprefix("v")
-    if not (version.isascii() and version.isdigit()):
+    version = version_number(str(body.get("version", "")))
+    if version is None:
         raise _problem("version must be the version number that answered", "version")
     predictions = _list(body.get("predictions"), "predictions")
     labels = _list(body.get("labels"), "labels")
@@ -306,7 +308,15 @@ def decode_feedback(body: Any) -> tuple[int, list[Any], list[Any]]:
     for name, values in (("predictions", predictions), ("labels", labels)):
         if not all(isinstance(value, str | int | float) for value in values):
             raise _problem(f"{name} must hold plain values", name)
-    return int(version), predictions, labels
+    return version, predictions, labels
+
+
+def version_number(text: str) -> int | None:
+    """`3` or `v3` as a number; None for anything else."""
+    digits = text.removeprefix("v")
+    if digits.isascii() and digits.isdigit() and len(digits) <= _MAX_VERSION_DIGITS:
+        return int(digits)
+    return None
 
 
 # --- shared shapes ---------------------------------------------------------------------------

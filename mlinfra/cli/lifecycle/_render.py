@@ -132,8 +132,9 @@ class TrialBars:
         self.stop()
 
     def stop(self) -> None:
-        if self._stage is not None:
-            self._progress.update(self._stage, description="done", total=1, completed=1)
+        if self._stage is None:
+            return  # never started: stopping would still print an empty line before an error
+        self._progress.update(self._stage, description="done", total=1, completed=1)
         self._progress.stop()
 
     def stage(self, name: str) -> None:
