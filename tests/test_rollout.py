@@ -7,6 +7,8 @@ version served before each test, so the tests do not depend on their order.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import threading
 import time
 from collections import Counter
@@ -21,7 +23,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.tree import DecisionTreeClassifier
 
-from mlinfra.errors import DeploymentError, ValidationError
+from mlinfra.errors import DeploymentError, StateLockedError, ValidationError
 from mlinfra.registry import ArtifactRefusedError, Registry
 from mlinfra.rollout import (
     AnalysisPolicy,
@@ -29,6 +31,7 @@ from mlinfra.rollout import (
     abort,
     begin,
     deploy,
+    drive,
     promote,
     recover,
     rollback,
@@ -354,3 +357,61 @@ def test_interrupted_transition_the_server_refused_is_undone_by_the_next_command
     after = read_deployment(target.directory)
     assert (after.stable, after.generation) == (1, refused.generation + 1)
     assert aliases(target)["champion"] == 1 and target.store.pending() is None
+
+
+def test_detached_driver_waits_for_the_lock_a_stopping_driver_still_holds(target: Target) -> None:
+    """The test process holds the real controller lock, as the driver of a rollout aborted a
+    moment ago does for up to a tick; the new driver must wait for it, not exit."""
+    with Load(target.url):
+        with target.store.controller():
+            started = deploy(target, "2", steps=(50, 100), interval_seconds=0.4, policy=FAST_POLICY)
+            time.sleep(1.0)
+            assert target.store.rollout().controller_pid is None  # still waiting for the lock
+        deadline = time.monotonic() + 30
+        while target.store.rollout().active and time.monotonic() < deadline:
+            time.sleep(0.1)
+    final = target.store.rollout()
+    assert final.id == started.id and final.phase == "promoted", (
+        target.directory / "controller.log"
+    ).read_text()
+
+
+def test_driver_that_never_gets_the_lock_pauses_the_rollout_with_the_reason(
+    target: Target, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rollout_run, "_LOCK_PATIENCE", 0.5)
+    with target.store.controller():  # a real lock that stays held: no driver gets it
+        rollout = deploy(target, "2", wait=True, steps=(50, 100), interval_seconds=0.3)
+    assert rollout.phase == "paused" and "controller lock" in rollout.reason, rollout.reason
+    assert "mlinfra abort" in rollout.reason and rollout.controller_pid is None
+    assert read_deployment(target.directory).canary == GOOD  # held where it was
+    assert abort(target).phase == "aborted"
+
+
+def test_driver_for_a_rollout_a_live_driver_claimed_still_refuses_to_drive_it_twice(
+    target: Target, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rollout_run, "_LOCK_PATIENCE", 0.3)
+    begin(target, "2", steps=(50, 100), interval_seconds=60)
+    with target.store.controller():
+        with target.store.locked():
+            claimed = target.store.rollout()
+            claimed.controller_pid = os.getpid()  # alive: this test process
+            target.store.save(claimed)
+        with pytest.raises(StateLockedError, match="already driving"):
+            drive(target)
+    assert target.store.rollout().phase == "progressing"
+
+
+def test_rollout_status_skips_a_history_line_torn_by_a_crash_and_appends_stay_whole(
+    target: Target,
+) -> None:
+    history = target.directory / "history.jsonl"
+    events = target.store.history()
+    with history.open("a") as handle:
+        handle.write('{"at": "2025-01-01T00:00:00", "action": "ste')  # killed mid-append
+    assert status(target, history=100)["history"] == events[-100:]
+    begin(target, "2")
+    assert target.store.history()[:-1] == events
+    assert target.store.history()[-1]["action"] == "deploy"
+    assert all(json.loads(line) for line in history.read_text().splitlines())

@@ -37,6 +37,7 @@ ROWS = FEATURES.iloc[[0, 60, 120]].to_numpy().tolist()  # one of each class
 
 
 COLOURED = FEATURES.assign(colour=["red", "green", "blue"] * 50)
+KINDS = FEATURES.assign(colour=pd.Categorical(["red", "green", "blue"] * 50))
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +51,12 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     pipeline = make_pipeline(encoder, LogisticRegression(max_iter=1000))
     register(root, pipeline, name="colours", features=COLOURED)  # colours v1
+    lenient = make_column_transformer(
+        (OneHotEncoder(handle_unknown="ignore"), ["colour"]), remainder="passthrough"
+    )
+    # A pandas category column, and a model that would predict on an unknown one without a word.
+    register(root, make_pipeline(lenient, LogisticRegression(max_iter=1000)), name="kinds",
+             features=KINDS)  # fmt: skip
     register(root, LinearRegression(), name="score", target=TARGET * 1.5)  # score v1, regression
     return root
 
@@ -370,6 +377,32 @@ def test_model_with_categorical_column_is_served_on_dataframes(
     assert unseen.status_code == 422 and unseen.json()["field"] == "colour"
     wrong = server.post("/invocations", json={"instances": [[*ROW, 7]]})
     assert wrong.status_code == 422 and wrong.json()["field"] == "colour"
+
+
+def test_unknown_value_of_a_category_column_is_a_422_naming_the_known_ones(
+    server: Server, registry: Path, restore: None
+) -> None:
+    server.wait_generation(serve_table(registry, "dev", model="kinds", stable=1).generation)
+    good = server.post("/invocations", json={"instances": [[*ROW, "red"]]})
+    assert good.status_code == 200
+    split = {"columns": [*COLUMNS, "colour"], "data": [[*ROW, "purple"]]}
+    for body in ({"instances": [[*ROW, "red"], [*ROW, "purple"]]}, {"dataframe_split": split}):
+        unseen = server.post("/invocations", json=body)
+        assert unseen.status_code == 422, unseen.text
+        assert unseen.json()["field"] == "colour"
+        assert "'purple'" in unseen.text and "('blue', 'green', 'red')" in unseen.text
+
+
+def test_404_for_a_long_model_or_version_echoes_only_its_start(server: Server) -> None:
+    for path in (
+        "/v2/models/iris/versions/" + "9" * 5000 + "/ready",
+        "/v2/models/iris/versions/" + "x" * 5000,
+        "/v2/models/" + "w" * 5000,
+    ):
+        response = server.get(path)
+        assert response.status_code == 404
+        error = response.json()["error"]
+        assert len(error) < 200 and "..." in error, error
 
 
 def test_every_worker_of_a_multi_worker_server_switches_and_metrics_sum_them(

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import DeploymentError, MlinfraError
+from ..errors import DeploymentError, MlinfraError, StateLockedError
 from ..serving import Deployment, pid_alive, read_acks, read_deployment
 from ._analysis import analyse
 from ._controller import Target, active_rollout, advance, begin, pause
@@ -27,6 +27,7 @@ __all__ = ["TOKEN_VARIABLE", "deploy", "drive", "spawn_driver", "status"]
 TOKEN_VARIABLE = "MLINFRA_SERVING_TOKEN"  # how a detached driver gets the token: never in argv
 _TICK = 0.2
 _SCRAPE_PATIENCE = 15.0
+_LOCK_PATIENCE = 5.0  # for a driver told to stop, which lets go within a tick or a scrape
 
 
 def deploy(
@@ -55,7 +56,11 @@ def drive(
 ) -> Rollout:
     """Analyse each step of the env's rollout and act on it until promoted, aborted or paused."""
     store = target.store
-    with store.controller():
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(store.controller(wait=_LOCK_PATIENCE))
+        except StateLockedError as refused:
+            return _unclaimed(target, refused)
         with store.locked():
             rollout = active_rollout(store)
             rollout.controller_pid = os.getpid()
@@ -70,6 +75,23 @@ def drive(
         final = store.rollout()
         assert final is not None
         return final
+
+
+def _unclaimed(target: Target, refused: StateLockedError) -> Rollout:
+    """The lock stayed held (say, by the driver of a rollout aborted a moment ago): pause the
+    rollout rather than leave it progressing with no driver, unless a live driver claimed it."""
+    rollout = target.store.rollout()
+    if (
+        rollout is None
+        or rollout.phase != "progressing"
+        or (rollout.controller_pid is not None and pid_alive(rollout.controller_pid))
+    ):
+        raise refused
+    return pause(
+        target,
+        rollout.id,
+        f"no driver: another process held the controller lock for {_LOCK_PATIENCE:g} s",
+    )
 
 
 def _drive_steps(
@@ -88,7 +110,7 @@ def _drive_steps(
 def _hold(target: Target, rollout_id: str, why: str) -> None:
     """The driver is stopping early: pause the rollout rather than leave it progressing with no
     one to analyse it (unless another command already ended it, which is why we stopped)."""
-    with contextlib.suppress(DeploymentError):
+    with contextlib.suppress(MlinfraError):
         pause(target, rollout_id, f"the driver stopped: {why}")
 
 

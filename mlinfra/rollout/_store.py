@@ -14,11 +14,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -28,6 +30,8 @@ from ..serving import Deployment
 from ._model import Rollout
 
 __all__ = ["AliasMove", "Pending", "RolloutStore"]
+
+log = logging.getLogger("mlinfra.rollout")
 
 
 class AliasMove(BaseModel):
@@ -74,17 +78,19 @@ class RolloutStore:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     @contextlib.contextmanager
-    def controller(self) -> Iterator[None]:
-        """Held by the one process driving a rollout; a second one is refused at once."""
+    def controller(self, wait: float = 0.0) -> Iterator[None]:
+        """Held by the one process driving a rollout; a second one is refused after `wait`
+        seconds (a driver just told to stop may take a tick to let go)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         with open(self.directory / ".controller.lock", "a") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise StateLockedError(
-                    "another process is already driving this env's rollout; "
-                    "see `mlinfra rollout status`"
-                ) from None
+            deadline = time.monotonic() + wait
+            while not _try_flock(handle):
+                if time.monotonic() >= deadline:
+                    raise StateLockedError(
+                        "another process is already driving this env's rollout; "
+                        "see `mlinfra rollout status`"
+                    )
+                time.sleep(0.05)
             try:
                 yield
             finally:
@@ -113,18 +119,50 @@ class RolloutStore:
             atomic_write_text(path, pending.model_dump_json(indent=2))
 
     def record(self, event: dict[str, Any]) -> None:
-        """Append one event to the env's history (one JSON object per line)."""
+        """Append one event to the env's history (one JSON object per line); called with the
+        store locked. A line torn by a crash mid-append is cut off first, so that it never
+        swallows the start of this one."""
         line = json.dumps({"at": datetime.now(UTC).isoformat(), **event}, default=str)
         self.directory.mkdir(parents=True, exist_ok=True)
-        with open(self.directory / "history.jsonl", "a") as handle:
-            handle.write(line + "\n")
+        with open(self.directory / "history.jsonl", "a+b") as handle:
+            _cut_torn_line(handle)
+            handle.write(line.encode() + b"\n")  # one write: the line and its end go together
             handle.flush()
             os.fsync(handle.fileno())
 
     def history(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Recorded events, oldest first; a line counts once its newline is written."""
         try:
-            lines = (self.directory / "history.jsonl").read_text().splitlines()
+            text = (self.directory / "history.jsonl").read_text()
         except FileNotFoundError:
             return []
-        events = [json.loads(line) for line in lines if line.strip()]
+        lines = text.split("\n")
+        if lines[-1]:
+            log.debug("skipping a torn last line of %s/history.jsonl", self.directory)
+        events = [json.loads(line) for line in lines[:-1] if line.strip()]
         return events[-limit:] if limit else events
+
+
+def _try_flock(handle: IO[str]) -> bool:
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _cut_torn_line(handle: IO[bytes]) -> None:
+    """Truncate the file back to the end of its last whole line."""
+    end = handle.seek(0, os.SEEK_END)
+    position = end
+    while position > 0:
+        start = max(0, position - 4096)
+        handle.seek(start)
+        chunk = handle.read(position - start)
+        newline = chunk.rfind(b"\n")
+        if newline >= 0:
+            position = start + newline + 1
+            break
+        position = start
+    if position < end:
+        handle.truncate(position)

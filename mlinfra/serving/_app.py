@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from . import _metrics, _protocols
-from ._http import BearerAuth, HTTPProblem, json_response, read_json
+from ._http import BearerAuth, HTTPProblem, json_response, read_json, shortened
 from ._loading import value_counts
 from ._protocols import Decoded
 from ._runtime import Runtime, Served, Variant
@@ -174,7 +174,9 @@ class _Routes:
         name = request.path_params["name"]
         if name != served.deployment.model:
             raise HTTPProblem(
-                404, f"model {name!r} is not served here; it serves {served.deployment.model!r}"
+                404,
+                f"model {shortened(name)} is not served here; it serves "
+                f"{served.deployment.model!r}",
             )
         version = request.path_params.get("version")
         if version is None:
@@ -183,7 +185,9 @@ class _Routes:
         variant = served.by_version(number) if number is not None else None
         if variant is None:
             raise HTTPProblem(
-                404, f"version {version!r} of {name!r} is not deployed in env {self.runtime.env!r}"
+                404,
+                f"version {shortened(version)} of {name!r} is not deployed in env "
+                f"{self.runtime.env!r}",
             )
         return variant
 

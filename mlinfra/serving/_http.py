@@ -10,7 +10,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-__all__ = ["BearerAuth", "HTTPProblem", "json_response", "read_json"]
+__all__ = ["BearerAuth", "HTTPProblem", "json_response", "read_json", "shortened"]
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -25,6 +25,12 @@ class HTTPProblem(Exception):
         super().__init__(message)
         self.status = status
         self.body = {"error": message, **extra}
+
+
+def shortened(value: Any, limit: int = 64) -> str:
+    """`repr(value)` cut to `limit` characters: an error names what it was sent, not all of it."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def json_response(payload: Any, status: int = 200) -> Response:

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ._http import HTTPProblem
+from ._http import HTTPProblem, shortened
 from ._protocols import Columns
 
 __all__ = ["Column", "InputSchema"]
@@ -29,6 +29,7 @@ _DESCRIBED = {
     "category": "a string or number",
 }
 _SCALARS = (str, int, float, bool)
+_LISTED = 20  # categories an error names
 
 
 @dataclass(frozen=True)
@@ -62,12 +63,16 @@ class Column:
 
     def _checked(self, values: list[Any]) -> np.ndarray:
         """The slow path: nulls where allowed, and the first bad value named."""
+        known = frozenset(self.categories or ()) if self.kind == "category" else None
         for row, value in enumerate(values):
             if value is None or (isinstance(value, float) and math.isnan(value)):
                 if not self.nullable:
                     raise self._refuse(row, "is null; the model was trained without nulls here")
             elif not self._accepts(value):
-                raise self._refuse(row, f"{_short(value)} is not {_DESCRIBED[self.kind]}")
+                raise self._refuse(row, f"{shortened(value, 40)} is not {_DESCRIBED[self.kind]}")
+            elif known and value not in known:
+                # pandas would make it NaN, which some models predict on without a word
+                raise self.unknown(row, value)
         if self.kind not in ("float", "int", "bool"):
             return _objects(values)
         floats = [math.nan if v is None else float(v) for v in values]
@@ -91,6 +96,15 @@ class Column:
     def _refuse(self, row: int, why: str) -> HTTPProblem:
         return HTTPProblem(422, f"column {self.name!r} row {row}: {why}", field=self.name)
 
+    def unknown(self, row: int, value: Any) -> HTTPProblem:
+        """A 422 for a value outside the categories the model was trained on, naming them."""
+        categories = self.categories or ()
+        named = ", ".join(shortened(c, 40) for c in categories[:_LISTED])
+        if len(categories) > _LISTED:
+            named += f" and {len(categories) - _LISTED} more"
+        why = f"{shortened(value, 40)} is not a category the model knows ({named})"
+        return self._refuse(row, why)
+
 
 def _integral(array: np.ndarray) -> bool:
     return bool((array == np.floor(array)).all() and (np.abs(array) < _INT_LIMIT).all())
@@ -100,11 +114,6 @@ def _objects(values: list[Any]) -> np.ndarray:
     array = np.empty(len(values), dtype=object)
     array[:] = values
     return array
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 @dataclass(frozen=True)
@@ -169,5 +178,5 @@ class InputSchema:
                 continue
             for row, value in enumerate(columns.get(column.name, ())):
                 if value is not None and value not in column.categories:
-                    return column._refuse(row, f"{_short(value)} is not a category the model knows")
+                    return column.unknown(row, value)
         return None
