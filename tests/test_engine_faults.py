@@ -65,3 +65,16 @@ def test_force_unlock_takes_a_lock_from_a_live_holder(journal_project):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_create_cut_off_and_then_dropped_from_the_program_is_reported(journal_project):
+    process = journal_project.popen("up", "--yes", env={"SLOW_SECONDS": "2"})
+    _wait_for_journal(journal_project, 1)
+    time.sleep(0.5)  # f1's create is now under way, sleeping before it writes anything
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    result = journal_project.cli("up", "--yes", "--json", env={"COUNT": "1"})
+    assert result.returncode == 0, result.stderr
+    (warning,) = json.loads(result.stdout)["warnings"]
+    assert "create of f1 was interrupted" in warning and "f1.txt" in warning
+    assert "s3cr3t" not in result.stdout, "the secret input is masked"

@@ -85,6 +85,7 @@ def result_json(result: RunResult, *, show_secrets: bool = False) -> dict[str, A
         "steps": [_step_json(s) for s in result.steps],
         "outputs": mask(result.outputs, show_secrets=show_secrets),
         "seconds": round(result.seconds, 3),
+        "warnings": result.warnings,
     }
 
 
@@ -150,6 +151,8 @@ def print_result(result: RunResult, *, diff: bool = False, show_secrets: bool = 
         + (f", {same} unchanged" if same else "")
         + f" [dim]in {result.seconds:.2f}s[/]"
     )
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/] {escape(warning)}")
     if result.outputs and result.kind != "destroy":
         print_outputs(result.outputs, show_secrets=show_secrets)
 

@@ -12,7 +12,16 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import Environment, using_environment
 from ..errors import DeploymentError, MlinfraError
-from ..state import LockHolder, ResourceState, SqliteStateStore, UpdateRecord, open_state, plain
+from ..state import (
+    LockHolder,
+    PendingOperation,
+    ResourceState,
+    SqliteStateStore,
+    UpdateRecord,
+    is_secret,
+    open_state,
+    plain,
+)
 from ._diff import diff_properties
 from ._types import DriftReport, EventSink, Op, RunResult, Step, StepEvent, count_ops
 
@@ -77,7 +86,7 @@ class EmbeddedEngine:
     ) -> RunResult:
         started = time.perf_counter()
         with self._update("up", force_unlock) as record:
-            self._reconcile()
+            interrupted = self._reconcile()
             if refresh:
                 self._refresh(apply=True)
             from ._deployment import Deployment
@@ -85,7 +94,12 @@ class EmbeddedEngine:
             deployment = Deployment(self.store, self.stack, preview=False, on_event=on_event)
             record["steps"] = deployment.steps
             self._run(deployment)
-            return self._result("up", deployment.steps, deployment.outputs, started)
+            # A re-declared resource was created again (providers adopt what a killed create
+            # left); one the program dropped in the meantime may have left something behind.
+            dropped = [op for op in interrupted if op.urn not in deployment.registered]
+            result = self._result("up", deployment.steps, deployment.outputs, started)
+            result.warnings = [_interrupted_create(op) for op in dropped]
+            return result
 
     def destroy(
         self, *, force_unlock: bool = False, on_event: EventSink | None = None
@@ -94,7 +108,7 @@ class EmbeddedEngine:
         steps: list[Step] = []
         with self._update("destroy", force_unlock) as record:
             record["steps"] = steps
-            self._reconcile()
+            interrupted = self._reconcile()
             resources = self.store.resources(self.stack)
             protected = [r.name for r in resources if r.protect and not r.pending_delete]
             if protected:
@@ -118,7 +132,9 @@ class EmbeddedEngine:
                 _emit(on_event, step, "done")
             self.store.set_outputs(self.stack, {})
         _remove_empty_folders(self.env.env_dir, stop_at=self.env.state_dir)
-        return self._result("destroy", steps, {}, started)
+        result = self._result("destroy", steps, {}, started)
+        result.warnings = [_interrupted_create(op) for op in interrupted]
+        return result
 
     def refresh(self, *, apply: bool = False, force_unlock: bool = False) -> list[DriftReport]:
         """Read every resource through its provider and say what changed out of band."""
@@ -189,15 +205,22 @@ class EmbeddedEngine:
         finally:
             store.release_lock(self.stack)
 
-    def _reconcile(self) -> None:
-        """Finish what a killed run left: refresh resources whose provider call was cut off."""
+    def _reconcile(self) -> list[PendingOperation]:
+        """Finish what a killed run left: refresh resources whose provider call was cut off.
+
+        Returns the creates that were cut off before their resource was recorded.
+        """
         store = self.store
         current = {r.urn: r for r in store.resources(self.stack) if not r.pending_delete}
+        interrupted = []
         for operation in store.pending_operations(self.stack):
             resource = current.get(operation.urn)
             if resource is not None and resource.custom and operation.kind in ("update", "delete"):
                 self._read_into_state(resource)
+            if operation.kind in ("create", "replace") and operation.urn not in current:
+                interrupted.append(operation)
             store.end_operation(operation.id)
+        return interrupted
 
     def _read_into_state(self, resource: ResourceState) -> DriftReport:
         result = self._provider(resource).read(resource.id, plain(resource.outputs))
@@ -250,6 +273,20 @@ class EmbeddedEngine:
             seconds=time.perf_counter() - started,
             engine=self.name,
         )
+
+
+def _interrupted_create(operation: PendingOperation) -> str:
+    """Say what a cut-off create was asked for (secrets masked), so the user can check for it."""
+    asked = {
+        key: "[secret]" if is_secret(value) else value
+        for key, value in operation.inputs.items()
+        if key != "__provider" and isinstance(value, str | int | float | bool | dict)
+    }
+    name = operation.urn.rsplit("::", 1)[-1]
+    return (
+        f"a create of {name} was interrupted before it was recorded and the program no longer "
+        f"declares it; what it made may remain: {asked}"
+    )
 
 
 def _emit(on_event: EventSink | None, step: Step, phase: str) -> None:

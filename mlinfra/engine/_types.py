@@ -74,6 +74,8 @@ class RunResult:
     outputs: dict[str, Any]
     seconds: float
     engine: str
+    warnings: list[str] = field(default_factory=list)
+    """Things the user should look at although the run succeeded."""
 
     @property
     def counts(self) -> dict[str, int]:
