@@ -65,3 +65,12 @@ def test_mypy_finds_nothing_in_the_package():
         [sys.executable, "-m", "mypy", "mlinfra"], cwd=ROOT, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    import re
+
+    blocks = re.findall(r"```(?:sh|bash|shell)\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    readme_test_command = blocks[1].strip()
+    ci_lines = (ROOT / ".ci" / "run").read_text().strip().splitlines()
+    assert ci_lines[-1] == readme_test_command
