@@ -3,13 +3,13 @@ providers, keeping state in SQLite. No pulumi CLI needed."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._identity import git_state
 from ..config import Environment, using_environment
 from ..errors import DeploymentError, MlinfraError
 from ..state import (
@@ -193,8 +193,8 @@ class EmbeddedEngine:
         store.acquire_lock(self.stack, f"mlinfra {kind} --env {self.env.name}", force=force_unlock)
         record: dict[str, Any] = {"steps": []}
         try:
-            commit, dirty = _git_state(self.env.project.root)
-            update_id = store.start_update(self.stack, kind, commit=commit, dirty=dirty)
+            commit, dirty = git_state(self.env.project.root, untracked=False)
+            update_id = store.start_update(self.stack, kind, commit=commit or "", dirty=bool(dirty))
             try:
                 yield record
             except BaseException as exc:
@@ -302,23 +302,3 @@ def _remove_empty_folders(folder: Path, *, stop_at: Path) -> None:
         except OSError:
             return
         folder = folder.parent
-
-
-def _git_state(root: Any) -> tuple[str, bool]:
-    """The commit the project is at and whether its tree has uncommitted changes."""
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5
-        )
-        if commit.returncode != 0:
-            return "", False
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-        return commit.stdout.strip(), bool(status.stdout.strip())
-    except (OSError, subprocess.SubprocessError):
-        return "", False

@@ -7,7 +7,6 @@ stay off the embedded engine's path.
 
 from __future__ import annotations
 
-import getpass
 import os
 import re
 import runpy
@@ -23,6 +22,7 @@ from typing import Any
 
 import pulumi.automation as auto
 
+from .._identity import current_user
 from ..config import Environment, using_environment
 from ..errors import (
     DeploymentError,
@@ -263,7 +263,7 @@ class PulumiEngine:
 
     def _message(self, kind: str) -> str:
         """The update message pulumi keeps in its history; `history()` reads the runner back."""
-        return f"mlinfra {kind} --env {self.env.name} by {_user()}@{socket.gethostname()}"
+        return f"mlinfra {kind} --env {self.env.name} by {current_user()}@{socket.gethostname()}"
 
     # Locks
 
@@ -386,10 +386,3 @@ def _file_backend_dir(url: str) -> Path | None:
     if not url.startswith("file://"):
         return None
     return Path(url.removeprefix("file://").partition("?")[0]).expanduser()
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"

@@ -23,6 +23,7 @@ Version numbers are per model name, assigned inside the registering transaction,
 A `Registry` may be shared by threads and kept open by a long-lived process (server, TUI).
 """
 
+from .._identity import current_user
 from ._errors import (
     AliasConflictError,
     ArtifactRefusedError,
@@ -35,7 +36,7 @@ from ._errors import (
 from ._registry import ARTIFACTS_DIR, DATABASE_FILE, Registry, initialize
 from ._store import MetadataStore
 from ._trust import dump_model
-from ._types import AliasEvent, ModelVersion, NewVersion, Report, VersionSummary, current_user
+from ._types import AliasEvent, ModelVersion, NewVersion, Report, VersionSummary
 
 __all__ = [
     "ARTIFACTS_DIR",

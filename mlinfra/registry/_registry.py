@@ -8,6 +8,7 @@ from pathlib import Path
 from types import EllipsisType, TracebackType
 from typing import TYPE_CHECKING, Any
 
+from .._identity import current_user
 from ..errors import ConfigError
 from ._artifacts import ArtifactStore
 from ._errors import ModelNotFoundError, RegistryNotFoundError, UntrustedArtifactError
@@ -21,7 +22,6 @@ from ._types import (
     NewVersion,
     Report,
     VersionSummary,
-    current_user,
 )
 
 if TYPE_CHECKING:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
-import os
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -16,7 +14,6 @@ __all__ = [
     "NewVersion",
     "Report",
     "VersionSummary",
-    "current_user",
     "utc_now",
 ]
 
@@ -26,14 +23,6 @@ ALIAS_PATTERN = re.compile(r"^(?!v?\d+$)(?!latest$)[a-z][a-z0-9_-]{0,39}$")
 
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
-def current_user() -> str:
-    """Who is acting, for the audit trail; containers often run as a uid with no passwd entry."""
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return f"uid:{os.getuid()}"
 
 
 @dataclass(frozen=True)

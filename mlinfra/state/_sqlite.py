@@ -6,7 +6,6 @@ that the next run can finish from.
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import socket
@@ -18,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .._identity import current_user
 from ..errors import StateError, StateLockedError
 from ._model import LockHolder, PendingOperation, ResourceState, UpdateRecord
 from ._secrets import SecretBox, is_secret, wrap_secret
@@ -266,7 +266,15 @@ class SqliteStateStore:
             cursor = db.execute(
                 "INSERT INTO updates (stack, kind, started, user, host, git_commit, dirty, result) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, 'in-progress')",
-                (stack, kind, time.time(), _user(), socket.gethostname(), commit, int(dirty)),
+                (
+                    stack,
+                    kind,
+                    time.time(),
+                    current_user(),
+                    socket.gethostname(),
+                    commit,
+                    int(dirty),
+                ),
             )
             return int(cursor.lastrowid or 0)
 
@@ -334,7 +342,7 @@ class SqliteStateStore:
             db.execute(
                 "INSERT OR REPLACE INTO locks (stack, pid, started_at, host, user, command, since) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (stack, me[0], me[1], socket.gethostname(), _user(), command, time.time()),
+                (stack, me[0], me[1], socket.gethostname(), current_user(), command, time.time()),
             )
             return stale
 
@@ -356,13 +364,6 @@ class SqliteStateStore:
 def _next_seq(db: sqlite3.Connection, stack: str) -> int:
     row = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM resources WHERE stack = ?", (stack,))
     return int(row.fetchone()[0])
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return str(os.getuid())
 
 
 def _this_process() -> tuple[int, float]:

@@ -5,38 +5,21 @@ from __future__ import annotations
 import math
 import platform
 import socket
-import subprocess
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LIBRARIES", "git_state", "jsonable", "library_versions", "machine"]
+from .._identity import git_state
+
+__all__ = ["LIBRARIES", "git_lineage", "jsonable", "library_versions", "machine"]
 
 LIBRARIES = ("mlinfra-iac", "scikit-learn", "numpy", "pandas", "scipy", "skops", "joblib")
-_GIT_TIMEOUT_S = 10
 
 
-def git_state(folder: Path | None) -> dict[str, Any]:
+def git_lineage(folder: Path | None) -> dict[str, Any]:
     """The commit checked out in `folder` and whether the tree differs from it (untracked too)."""
-    if folder is None:
-        return {"git_commit": None, "git_dirty": None}
-    try:
-        commit = _git(folder, "rev-parse", "HEAD")
-        changes = _git(folder, "status", "--porcelain")
-    except (OSError, subprocess.SubprocessError):  # not a repository, no commit yet, no git
-        return {"git_commit": None, "git_dirty": None}
-    return {"git_commit": commit, "git_dirty": bool(changes)}
-
-
-def _git(folder: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", "-C", str(folder), *args],
-        capture_output=True,
-        text=True,
-        timeout=_GIT_TIMEOUT_S,
-        check=True,
-    )
-    return done.stdout.strip()
+    commit, dirty = git_state(folder) if folder is not None else (None, None)
+    return {"git_commit": commit, "git_dirty": dirty}
 
 
 def library_versions() -> dict[str, str | None]:

@@ -19,7 +19,7 @@ from ..evaluation import compute_metrics, greater_is_better, score
 from ..registry import ModelVersion, NewVersion, Registry, dump_model
 from ._definition import ModelDefinition
 from ._errors import ParameterError
-from ._lineage import git_state, jsonable, library_versions, machine
+from ._lineage import git_lineage, jsonable, library_versions, machine
 from ._params import apply_params, check_search_space
 from ._pool import WorkerPool
 from ._runs import RunRecord
@@ -161,7 +161,7 @@ def train(
         if found is not None:
             documents["search"] = jsonable(found.to_dict())
         lineage = {
-            **git_state(model.source_dir),
+            **git_lineage(model.source_dir),
             "data_hash": digest,
             "rows": {"train": len(y_train), "test": len(y_test)},
             "libraries": library_versions(),
