@@ -77,7 +77,8 @@ def test_public_api_is_the_documented_surface() -> None:
         "ArtifactRefusedError",
         "MetadataStore", "ModelNotFoundError", "ModelVersion", "NewVersion", "Registry",
         "RegistryNotFoundError", "RegistrySchemaError", "Report", "TamperedArtifactError",
-        "UntrustedArtifactError", "VersionSummary", "current_user", "dump_model", "initialize",
+        "Transfer", "UntrustedArtifactError", "VersionSummary", "copy_version", "current_user",
+        "dump_model", "initialize", "same_registry",
     }  # fmt: skip
 
 
@@ -376,3 +377,82 @@ def test_registry_sees_versions_written_by_another_handle(tmp_path: Path) -> Non
     assert long_lived.latest("iris").version == 1
     long_lived.close()
     assert os.listdir(tmp_path / "artifacts")
+
+
+def _second_registry(tmp_path: Path, name: str = "staging") -> Registry:
+    initialize(tmp_path / name)
+    return Registry.open(tmp_path / name)
+
+
+def test_copy_version_brings_everything_and_links_its_origin(
+    registry: Registry, tmp_path: Path
+) -> None:
+    first = registry.register(new_version(tags={"team": "ml"}))
+    registry.add_report(
+        first, env="dev", kind="evaluation", passed=True, body={"a": 1}, markdown="#"
+    )
+    with _second_registry(tmp_path) as staging:
+        staging.register(new_version(DecisionTreeClassifier(max_depth=1, random_state=0)))
+        moved = registry_api.copy_version(
+            registry, staging, first, source_env="dev", target_env="staging", actor="ci"
+        )
+        assert moved.copied and moved.version.version == 2  # numbered in its new home
+        copy = moved.version
+        assert copy.artifact_sha256 == first.artifact_sha256 and copy.env == "staging"
+        assert copy.created_by == "ci" and copy.tags == {"team": "ml"}
+        assert (copy.params, copy.metrics) == (first.params, first.metrics)
+        assert copy.lineage["git_commit"] == "abc"
+        assert copy.lineage["origin"] == {
+            "registry": str(registry.root.resolve()),
+            "env": "dev",
+            "version": 1,
+            "artifact_sha256": first.artifact_sha256,
+        }
+        assert staging.documents(copy) == registry.documents(first)
+        assert staging.reference_bytes(copy) == registry.reference_bytes(first)
+        assert [(r.env, r.body) for r in staging.reports(copy)] == [("dev", {"a": 1})]
+        assert (
+            staging.load(copy).predict(IRIS.data[:3]).tolist()
+            == registry.load(first).predict(IRIS.data[:3]).tolist()
+        )
+        again = registry_api.copy_version(
+            registry, staging, first, source_env="dev", target_env="staging"
+        )
+        assert not again.copied and again.version.version == 2
+        assert [v.version for v in staging.list_versions("iris")] == [2, 1]
+
+
+def test_copy_within_one_registry_is_the_version_itself(registry: Registry) -> None:
+    first = registry.register(new_version())
+    with Registry.open(registry.root) as same:
+        moved = registry_api.copy_version(
+            registry, same, first, source_env="dev", target_env="prod"
+        )
+    assert not moved.copied and moved.version == first
+
+
+def test_copy_of_a_tampered_artifact_is_refused_and_copies_nothing(
+    registry: Registry, tmp_path: Path
+) -> None:
+    first = registry.register(new_version())
+    blob = registry.root / "artifacts" / first.artifact_sha256[:2] / first.artifact_sha256[2:]
+    blob.write_bytes(blob.read_bytes() + b"x")
+    with _second_registry(tmp_path) as staging:
+        with pytest.raises(TamperedArtifactError):
+            registry_api.copy_version(
+                registry, staging, first, source_env="dev", target_env="staging"
+            )
+        assert staging.models() == []
+
+
+def test_a_copy_of_a_copy_keeps_the_whole_chain(registry: Registry, tmp_path: Path) -> None:
+    first = registry.register(new_version())
+    with _second_registry(tmp_path) as staging, _second_registry(tmp_path, "prod") as prod:
+        in_staging = registry_api.copy_version(
+            registry, staging, first, source_env="dev", target_env="staging"
+        ).version
+        in_prod = registry_api.copy_version(
+            staging, prod, in_staging, source_env="staging", target_env="prod"
+        ).version
+    assert in_prod.lineage["origin"]["env"] == "staging"
+    assert in_prod.lineage["origin"]["origin"]["env"] == "dev"

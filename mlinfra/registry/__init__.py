@@ -35,6 +35,7 @@ from ._errors import (
 )
 from ._registry import ARTIFACTS_DIR, DATABASE_FILE, Registry, initialize
 from ._store import MetadataStore
+from ._transfer import Transfer, copy_version, same_registry
 from ._trust import dump_model
 from ._types import AliasEvent, ModelVersion, NewVersion, Report, VersionSummary
 
@@ -53,9 +54,12 @@ __all__ = [
     "RegistrySchemaError",
     "Report",
     "TamperedArtifactError",
+    "Transfer",
     "UntrustedArtifactError",
     "VersionSummary",
+    "copy_version",
     "current_user",
     "dump_model",
     "initialize",
+    "same_registry",
 ]

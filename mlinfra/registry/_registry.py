@@ -167,8 +167,26 @@ class Registry:
 
         `trusted` replaces the version's recorded `trusted_types` (the user's own classes).
         """
-        data = self._artifacts.get(version.artifact_sha256)
+        data = self.artifact(version)
         return load_model(data, version.trusted_types if trusted is None else trusted)
+
+    def artifact(self, version: ModelVersion) -> bytes:
+        """The version's serialized model, refused unless it still hashes to its record."""
+        return self._artifacts.get(version.artifact_sha256)
+
+    def reference_bytes(self, version: ModelVersion) -> bytes | None:
+        """The stored reference sample as written (Parquet), verified like an artifact."""
+        if version.reference_sha256 is None:
+            return None
+        return self._artifacts.get(version.reference_sha256)
+
+    def documents(self, version: ModelVersion) -> dict[str, Any]:
+        """Every side record of a version by kind: schema, importances, validation, search."""
+        return self._store.documents(version.model, version.version)
+
+    def find_by_artifact(self, model: str, artifact_sha256: str) -> list[ModelVersion]:
+        """Versions of `model` holding exactly these model bytes, oldest first."""
+        return self._store.find_versions(model, artifact_sha256)
 
     def schema(self, version: ModelVersion) -> dict[str, Any] | None:
         """The training data's schema: columns in order with kind, dtype, range, categories, nulls.

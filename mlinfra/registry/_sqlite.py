@@ -368,6 +368,19 @@ class SqliteStore:
         )
         return json.loads(row[0]) if row else None
 
+    def documents(self, model: str, version: int) -> dict[str, Any]:
+        rows = self._db().execute(
+            "SELECT kind, body FROM documents WHERE model = ? AND version = ? ORDER BY kind",
+            (model, version),
+        )
+        return {kind: json.loads(body) for kind, body in rows}
+
+    def find_versions(self, model: str, artifact_sha256: str) -> list[ModelVersion]:
+        return self._versions(
+            "WHERE v.model = ? AND v.artifact_sha256 = ? ORDER BY v.version",
+            (model, artifact_sha256),
+        )
+
     def set_tags(self, model: str, version: int, set_: dict[str, str], remove: list[str]) -> None:
         with self._write() as db:
             self._require_version(db, model, version)

@@ -38,6 +38,14 @@ class MetadataStore(Protocol):
 
     def document(self, model: str, version: int, kind: str) -> Any | None: ...
 
+    def documents(self, model: str, version: int) -> dict[str, Any]:
+        """Every document of a version, by kind."""
+        ...
+
+    def find_versions(self, model: str, artifact_sha256: str) -> list[ModelVersion]:
+        """Versions of `model` whose artifact has this sha256, oldest first."""
+        ...
+
     def set_tags(
         self, model: str, version: int, set_: dict[str, str], remove: list[str]
     ) -> None: ...

@@ -1,0 +1,97 @@
+"""Copying a version from one registry into another, as promotion between envs and moving an env
+onto a shared registry both need: every byte verified, nothing of the version left behind, and a
+link back to where it came from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ._registry import Registry
+from ._types import ModelVersion, NewVersion
+
+__all__ = ["Transfer", "copy_version", "same_registry"]
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """Where a version landed; `copied` is False when the target already held it (a shared
+    registry, or an earlier copy of the very same artifact)."""
+
+    version: ModelVersion
+    copied: bool
+
+
+def same_registry(first: Registry, second: Registry) -> bool:
+    return Path(first.root).resolve() == Path(second.root).resolve()
+
+
+def copy_version(
+    source: Registry,
+    target: Registry,
+    version: ModelVersion,
+    *,
+    source_env: str,
+    target_env: str,
+    actor: str | None = None,
+) -> Transfer:
+    """Copy `version` with its artifact (sha256 verified), reference sample, documents (schema,
+    importances, validation, search), metrics, params, tags and reports into `target`, numbered
+    there as the next version; its lineage gains `origin` (registry, env, version, artifact).
+
+    Idempotent: a version whose artifact the target already holds is not copied twice.
+    """
+    if same_registry(source, target):
+        return Transfer(version=version, copied=False)
+    held = target.find_by_artifact(version.model, version.artifact_sha256)
+    if held:
+        return Transfer(version=_prefer_origin(held, source, version), copied=False)
+    model_bytes = source.artifact(version)  # refused if missing or tampered
+    origin: dict[str, Any] = {
+        "registry": str(Path(source.root).resolve()),
+        "env": source_env,
+        "version": version.version,
+        "artifact_sha256": version.artifact_sha256,
+    }
+    if "origin" in version.lineage:
+        origin["origin"] = version.lineage["origin"]
+    copied = target.register(
+        NewVersion(
+            model=version.model,
+            task=version.task,
+            env=target_env,
+            model_bytes=model_bytes,
+            params=version.params,
+            metrics=version.metrics,
+            lineage={**version.lineage, "origin": origin},
+            documents=source.documents(version),
+            reference_sample=source.reference_bytes(version),
+            trusted_types=version.trusted_types,
+            tags=version.tags,
+            created_by=actor,
+        )
+    )
+    for report in source.reports(version):
+        target.add_report(
+            copied,
+            env=report.env,
+            kind=report.kind,
+            passed=report.passed,
+            body=report.body,
+            markdown=report.markdown,
+            created_by=report.created_by,
+        )
+    return Transfer(version=copied, copied=True)
+
+
+def _prefer_origin(
+    held: list[ModelVersion], source: Registry, version: ModelVersion
+) -> ModelVersion:
+    """Of the target's versions with the same bytes, the one copied from this very version."""
+    root = str(Path(source.root).resolve())
+    for candidate in held:
+        origin = candidate.lineage.get("origin") or {}
+        if origin.get("registry") == root and origin.get("version") == version.version:
+            return candidate
+    return held[0]
