@@ -34,6 +34,7 @@ serving = ServingStack(
 
 pulumi.export("training_workspace", training.workspace)
 pulumi.export("training_workers", training.workers)
+pulumi.export("training_code_paths", training.code_paths)
 pulumi.export("registry_path", registry.path)
 pulumi.export("serving_url", serving.url)
 if serving.token is not None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -129,6 +131,13 @@ class IrisProject:
             stderr=subprocess.DEVNULL,
             text=True,
         )
+
+    def set_gates(self, *gates: str) -> None:
+        """Declare these gates for the iris model in mlinfra.toml (none: a model with no gates)."""
+        config = self.root / "mlinfra.toml"
+        listed = ", ".join(json.dumps(gate) for gate in gates)
+        declared = re.compile(r"^gates = \[.*?\]$", re.S | re.M)
+        config.write_text(declared.sub(f"gates = [{listed}]", config.read_text(), count=1))
 
     def processes(self) -> list:  # noqa: ANN201 - list[psutil.Process]
         """Every live process started for this project (they all name its folder)."""

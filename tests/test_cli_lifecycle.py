@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -125,6 +126,50 @@ def test_data_failing_its_checks_stops_training_with_a_report(project: IrisProje
     )
     with registry_of(project) as registry:
         assert len(registry.list_versions()) == before
+
+
+def test_train_says_how_many_candidates_it_tried_and_which_parameters_won(
+    project: IrisProject,
+) -> None:
+    halving = project.cli("train", "--env", "dev", "--search", "halving", "--trials", "10")
+    assert halving.returncode == 0, halving.stderr
+    # iris' space holds 8 parameter sets (fewer than --trials); halving reruns the best 3
+    assert "best of 8 candidates (11 trials in 2 halving rounds)" in halving.stdout
+    version = re.search(r"registered iris v(\d+)", halving.stdout)
+    assert version, halving.stdout
+    found = ok_json(project, "models", "show", version.group(1))["params"]
+    winners = next(
+        line for line in halving.stdout.splitlines() if line.startswith("parameters found by")
+    )
+    assert winners.startswith("parameters found by halving search (cv f1 ")
+    assert f"logisticregression__C={found['logisticregression__C']:.4g}" in winners
+    assert f"fit_intercept={found['logisticregression__fit_intercept']}" in winners
+    randomly = ok_json(project, "train", "--search", "random", "--trials", "20")
+    assert randomly["search"]["candidates"] == randomly["search"]["trials"] == 8
+    assert randomly["search"]["rounds"] == 1
+    fixed = project.cli(
+        "train", "--env", "dev", "--search", "none", "-p", "logisticregression__C=2"
+    )
+    assert "parameters from --param: logisticregression__C=2" in fixed.stdout
+    assert "best of" not in fixed.stdout
+
+
+def test_evaluate_shows_every_slice_beside_the_champion(project: IrisProject) -> None:
+    champion = ok_json(project, "train", "--search", "none")
+    candidate = ok_json(project, "train", "--search", "none")
+    ok_json(project, "models", "alias", "champion", str(champion["version"]), "--reason", "slices")
+    shown = project.cli("evaluate", str(candidate["version"]), "--env", "dev")
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    found = ok_json(project, "evaluate", str(candidate["version"]))["slices"]["long_petals"]
+    heading = f"slice long_petals: petal_length >= 4.0 ({found['rows']} rows)"
+    assert heading in shown.stdout
+    table = shown.stdout.split(heading)[1]
+    header = next(line for line in table.splitlines() if " metric " in line)
+    assert f"v{candidate['version']}" in header and f"champion v{champion['version']}" in header
+    for metric in ("accuracy", "f1", "precision"):
+        row = next(line for line in table.splitlines() if f" {metric} " in line)
+        assert f"{found['metrics'][metric]:.4g}" in row
+        assert f"{found['champion_metrics'][metric]:.4g}" in row
 
 
 def test_models_list_json_lists_all_10000_versions(

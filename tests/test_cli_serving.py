@@ -32,6 +32,7 @@ def _steady_load(url: str, stop: threading.Event, codes: list[int]) -> None:
 
 @pytest.mark.slow
 def test_cli_deploys_rolls_out_reports_and_rolls_back_on_a_real_env(iris_project) -> None:  # noqa: ANN001
+    iris_project.set_gates()  # these versions are fitted here, not on the example's data
     up = iris_project.cli("up", "--env", "dev", "--yes", "--json")
     assert up.returncode == 0, up.stderr
     outputs = _json(iris_project.cli("outputs", "--env", "dev", "--json"))

@@ -27,8 +27,37 @@ def _one_line_error(result, code: int) -> str:
         ),
         (lambda t: t.replace('engine = "embedded"', 'engine = "magic"', 1), "env.dev.engine"),
         (lambda t: t.replace('name = "journal"', 'name = "Bad Name"'), "project.name"),
+        (
+            lambda t: t.replace("[env.dev]", '[env.dev]\npolicies = { drift = "alert" }'),
+            "unknown key 'env.dev.policies'; the keys there are: target, engine, training,",
+        ),
+        (
+            lambda t: t.replace("[env.dev]", '[env.dev]\nkubernetes.namespace = "ml"'),
+            "env.dev.kubernetes: the kubernetes target arrives in a later release; "
+            'use target = "local"',
+        ),
+        (
+            lambda t: t.replace("[env.dev]", '[env.dev]\ntarget = "kubernetes"'),
+            "env.dev.target: the kubernetes target arrives in a later release; "
+            'use target = "local"',
+        ),
+        (
+            lambda t: t.replace("[env.dev]", '[env.dev]\npulumi.backend_url = "file:///tmp/x"'),
+            "env.dev: pulumi.backend_url is for the pulumi engine; "
+            'drop it or set engine = "pulumi"',
+        ),
     ],
-    ids=["malformed", "unknown-key", "wrong-type", "bad-choice", "bad-name"],
+    ids=[
+        "malformed",
+        "unknown-key",
+        "wrong-type",
+        "bad-choice",
+        "bad-name",
+        "policies-gone",
+        "kubernetes-table",
+        "kubernetes-target",
+        "backend-url-unused",
+    ],
 )
 def test_bad_config_gives_one_line_naming_file_and_key(journal_project, edit, expected):
     config = journal_project.root / "mlinfra.toml"

@@ -7,6 +7,7 @@ each registration (type, parent, dependencies, secret outputs) and echo inputs b
 
 from __future__ import annotations
 
+import dataclasses
 import runpy
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,6 +172,7 @@ def test_stack_program_on_mocks_exports_the_documented_outputs(tmp_path: Path) -
     assert monitor.result == {
         "training_workspace": str(env.env_dir / "training"),
         "training_workers": 0,
+        "training_code_paths": [str(tmp_path.resolve())],
         "registry_path": str(env.registry_path),
         "serving_url": "http://127.0.0.1:1",
     }
@@ -209,11 +211,9 @@ def test_serving_with_auth_on_mocks_generates_a_secret_token(tmp_path: Path) -> 
 def test_kubernetes_target_is_refused_before_anything_registers(
     tmp_path: Path, component: Any, make_args: Any
 ) -> None:
-    env = environment(tmp_path, target="kubernetes")
+    args = dataclasses.replace(make_args(environment(tmp_path)), target="kubernetes")
     monitor = RecordingMonitor()
     pulumi.runtime.set_mocks(monitor.mocks, project="demo", stack="dev", monitor=monitor)
-    with pytest.raises(
-        ConfigError, match='kubernetes target arrives with a later release.*"local"'
-    ):
-        component("thing", make_args(env))
+    with pytest.raises(ConfigError, match='kubernetes target arrives in a later release.*"local"'):
+        component("thing", args)
     assert monitor.registered == {}

@@ -221,16 +221,20 @@ def test_failed_update_names_the_resource_and_keeps_earlier_updates(journal_proj
     assert _ops(result) == {"group": "same", "f0": "same", "f1": "update", "f2": "update"}
 
 
-def test_state_from_before_schema_versions_is_kept_and_stamped_v1(journal_project):
+@pytest.mark.parametrize("written_as", [0, 1], ids=["before-versions", "v1"])
+def test_state_of_an_older_mlinfra_is_kept_and_upgraded_to_v2(journal_project, written_as):
     engine = journal_project.engine()
     engine.up()
     engine.close()
     state_db = journal_project.root / ".mlinfra" / "state.db"
     with sqlite3.connect(state_db) as db:
-        db.execute("PRAGMA user_version = 0")  # as every state written before the version was
-    assert len(journal_project.engine().resources()) == 4
+        db.execute("DROP TABLE kept")  # what v2 added
+        db.execute(f"PRAGMA user_version = {written_as}")
+    engine = journal_project.engine()
+    assert len(engine.resources()) == 4
+    assert engine.kept() == []
     with sqlite3.connect(state_db) as db:
-        assert db.execute("PRAGMA user_version").fetchone() == (1,)
+        assert db.execute("PRAGMA user_version").fetchone() == (2,)
 
 
 def test_state_from_newer_mlinfra_is_refused_in_one_line(tmp_path):
@@ -239,11 +243,11 @@ def test_state_from_newer_mlinfra_is_refused_in_one_line(tmp_path):
 
     open_state(tmp_path).close()
     with sqlite3.connect(tmp_path / "state.db") as db:
-        db.execute("PRAGMA user_version = 2")
+        db.execute("PRAGMA user_version = 3")
     with pytest.raises(StateError) as refused:
         open_state(tmp_path)
     assert str(refused.value) == (
-        f"state at {tmp_path / 'state.db'} has schema v2, this mlinfra needs v1: upgrade mlinfra"
+        f"state at {tmp_path / 'state.db'} has schema v3, this mlinfra needs v2: upgrade mlinfra"
     )
     with sqlite3.connect(tmp_path / "state.db") as db:
-        assert db.execute("PRAGMA user_version").fetchone() == (2,)
+        assert db.execute("PRAGMA user_version").fetchone() == (3,)

@@ -12,6 +12,7 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from mlinfra.data import DataValidationError
 from mlinfra.errors import ConfigError, GateFailedError
 from mlinfra.evaluation import (
     EvaluationReport,
@@ -227,3 +228,32 @@ def test_evaluation_reads_declared_data_for_the_env(registry: Registry, tmp_path
     report = evaluate_declared(model, registry, "1", env="staging")
     assert seen == ["staging"] and report.data["rows"] == 50 and report.passed
     assert report.data["source"].endswith("evaluation_data")
+
+
+def test_each_version_is_scored_on_its_own_columns_and_refused_data_names_it(
+    registry: Registry, tmp_path: Path
+) -> None:
+    narrow = iris_version(registry, tmp_path, good())
+    wide_features = FEATURES.assign(petal_area=FEATURES.petal_length * FEATURES.petal_width)
+    wide_model = ModelDefinition(
+        name="iris",
+        task="classification",
+        load_data=lambda: (wide_features, IRIS.target),
+        estimator=good,
+    )
+    wide = train(wide_model, registry=registry, env="dev", workspace=tmp_path / "ws", workers=1)
+    registry.set_alias("iris", "champion", narrow.version, env="dev", reason="first")
+    reordered = wide_features.iloc[:, ::-1]  # each version takes its columns in its own order
+    compared = evaluate(registry, wide.version, env="dev", features=reordered, target=IRIS.target)
+    assert compared.against == {"ref": "champion", "version": narrow.version}
+    assert compared.metrics["accuracy"] > 0.9 and compared.champion_metrics["accuracy"] > 0.9
+
+    registry.set_alias("iris", "champion", wide.version.version, env="dev", reason="second")
+    with pytest.raises(DataValidationError) as refused:
+        evaluate_iris(registry, narrow)
+    assert str(refused.value) == (
+        "evaluation data (evaluation data) does not fit the schema iris:v2 (champion) was "
+        "trained on: missing_column (petal_area: column is missing (was float64)); "
+        "nothing was evaluated"
+    )
+    assert refused.value.exit_code == 6 and registry.reports(narrow) == []

@@ -51,7 +51,12 @@ def test_workspace_create_makes_real_layout_with_workers_per_core(tmp_path: Path
     root = tmp_path / "training"
     result = provider.create({"path": str(root), "workers": 0, "__provider": "x"})
     assert result.id == str(root)
-    assert result.outs == {"path": str(root), "workers": os.cpu_count(), "missing": []}
+    assert result.outs == {
+        "path": str(root),
+        "workers": os.cpu_count(),
+        "code_paths": [],
+        "missing": [],
+    }
     assert (root / "runs").is_dir() and (root / "cache").is_dir()
     assert json.loads((root / "pool.json").read_text()) == {"workers": os.cpu_count()}
 
@@ -129,9 +134,10 @@ def test_workspace_check_names_bad_inputs() -> None:
 def test_registry_create_makes_real_sqlite_db_and_artifact_dir(tmp_path: Path) -> None:
     provider = RegistryStoreProvider()
     root = tmp_path / "registry"
-    outs = provider.create({"path": str(root)}).outs
+    outs = provider.create({"path": str(root), "env": "dev"}).outs
     assert outs == {
         "path": str(root),
+        "env": "dev",
         "uri": root.as_uri(),
         "db_path": str(root / "registry.db"),
         "missing": [],

@@ -419,7 +419,14 @@ def test_copy_version_brings_everything_and_links_its_origin(
             registry, staging, first, source_env="dev", target_env="staging"
         )
         assert not again.copied and again.version.version == 2
-        assert [v.version for v in staging.list_versions("iris")] == [2, 1]
+        # Retrained to identical bytes: another version, copied in its own right.
+        same_bytes = registry.register(new_version(model_bytes=registry.artifact(first)))
+        assert same_bytes.artifact_sha256 == first.artifact_sha256
+        other = registry_api.copy_version(
+            registry, staging, same_bytes, source_env="dev", target_env="staging"
+        )
+        assert other.copied and other.version.lineage["origin"]["version"] == 2
+        assert [v.version for v in staging.list_versions("iris")] == [3, 2, 1]
 
 
 def test_copy_within_one_registry_is_the_version_itself(registry: Registry) -> None:
@@ -456,3 +463,18 @@ def test_a_copy_of_a_copy_keeps_the_whole_chain(registry: Registry, tmp_path: Pa
         ).version
     assert in_prod.lineage["origin"]["env"] == "staging"
     assert in_prod.lineage["origin"]["origin"]["env"] == "dev"
+
+
+def test_ordinary_pipelines_holding_numpy_dtypes_need_no_trusted_types(registry: Registry) -> None:
+    from sklearn.impute import SimpleImputer
+
+    version = registry.register(
+        new_version(make_pipeline(SimpleImputer(), LogisticRegression(max_iter=1000)))
+    )
+    assert registry.load(version).predict(IRIS.data[:2]).shape == (2,)
+
+
+def test_refusal_names_the_models_own_section(registry: Registry) -> None:
+    doubled = make_pipeline(Doubler(), LogisticRegression(max_iter=1000))
+    with pytest.raises(UntrustedArtifactError, match=r"\[models.iris\] trusted_types"):
+        registry.register(new_version(doubled))

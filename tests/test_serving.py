@@ -4,12 +4,14 @@ registry: both protocols, validation, limits, metrics, auth, hot swaps of the de
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pandas as pd
 import pytest
 from _serving import (
@@ -23,6 +25,8 @@ from _serving import (
     serve_table,
     start_server,
 )
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sklearn.compose import make_column_transformer
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -31,6 +35,7 @@ from sklearn.tree import DecisionTreeClassifier
 
 from mlinfra.registry import Registry
 from mlinfra.serving import deployment_dir, read_acks
+from mlinfra.serving._app import LARGE_BODY_BYTES
 
 MAX_BODY = 200_000
 ROWS = FEATURES.iloc[[0, 60, 120]].to_numpy().tolist()  # one of each class
@@ -256,6 +261,58 @@ def test_bad_v2_tensor_is_a_422_naming_the_input(server: Server, tensor: dict, f
     assert response.json()["field"] == field
 
 
+@pytest.mark.parametrize(
+    ("datatype", "value"),
+    [("INT8", 1000), ("INT8", -129), ("UINT64", -1), ("UINT8", 256), ("INT64", 2**63),
+     ("UINT64", 2**64), ("FP16", 70000), ("FP32", 1e39), ("FP32", float("inf"))],
+)  # fmt: skip
+def test_v2_values_outside_their_datatype_are_a_422_naming_input_and_datatype(
+    server: Server, datatype: str, value: float
+) -> None:
+    tensor = {"name": "x", "shape": [1, 4], "datatype": datatype, "data": [1, 1, 1, value]}
+    response = server.post("/v2/models/iris/infer", content=json.dumps({"inputs": [tensor]}))
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == "x"
+    assert f"outside the range of {datatype}" in response.json()["error"]
+
+
+def _fits(value: float, datatype: str) -> bool:
+    """Whether numpy itself holds `value` in `datatype`: the oracle for the server's checks."""
+    dtype = np.dtype(datatype.lower().replace("fp", "float"))
+    if dtype.kind in "iu":
+        limits = np.iinfo(dtype)
+        return isinstance(value, int) and int(limits.min) <= value <= int(limits.max)
+    try:
+        return math.isfinite(float(value)) and abs(float(value)) <= float(np.finfo(dtype).max)
+    except OverflowError:  # an integer beyond any float
+        return False
+
+
+INTEGER_TYPES = [f"{kind}INT{bits}" for kind in ("", "U") for bits in (8, 16, 32, 64)]
+
+
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    datatype=st.sampled_from([*INTEGER_TYPES, "FP16", "FP32"]),
+    value=st.integers(-(2**65), 2**65)
+    | st.sampled_from([-129, 127, 128, 255, 256, -(2**31) - 1, 2**32, 65504, 65505, 2**64 - 1])
+    | st.floats(allow_nan=True, allow_infinity=True),
+)  # fmt: skip
+def test_v2_values_are_accepted_exactly_when_their_datatype_holds_them(
+    server: Server, datatype: str, value: float
+) -> None:
+    tensor = {"name": "x", "shape": [1, 4], "datatype": datatype, "data": [1, 2, 3, value]}
+    response = server.post("/v2/models/iris/infer", content=json.dumps({"inputs": [tensor]}))
+    floats_for_integers = datatype in INTEGER_TYPES and isinstance(value, float)
+    if _fits(value, datatype) and not floats_for_integers:
+        assert response.status_code == 200, response.text
+    else:
+        assert response.status_code == 422, response.text
+        assert response.json()["field"] == "x" and datatype in response.json()["error"]
+
+
 def test_body_over_the_limit_is_413_and_malformed_json_400(server: Server) -> None:
     big = b'{"instances": [' + b"[1.0, 2.0, 3.0, 4.0]," * (MAX_BODY // 20) + b"[1,2,3,4]]}"
     assert server.post("/invocations", content=big).status_code == 413
@@ -337,6 +394,31 @@ def test_shadow_mode_answers_from_stable_and_mirrors_to_canary(
     while _count(server, "canary", 2) < before + 20 and time.monotonic() < deadline:
         time.sleep(0.02)
     assert _count(server, "canary", 2) == before + 20
+
+
+def test_shadow_copy_of_a_large_request_predicts_all_its_rows(
+    server: Server, registry: Path, restore: None
+) -> None:
+    server.wait_generation(
+        serve_table(registry, "dev", stable=1, canary=2, mode="shadow").generation
+    )
+    rows = FEATURES.sample(3000, replace=True, random_state=1).to_numpy()
+    body = {"inputs": {name: rows[:, i].tolist() for i, name in enumerate(COLUMNS)}}
+    assert len(json.dumps(body)) > LARGE_BODY_BYTES  # answered in a worker thread
+    before = _rows(server, "canary", 2)
+    answer = server.post("/invocations", json=body)
+    assert answer.status_code == 200 and len(answer.json()["predictions"]) == 3000
+    deadline = time.monotonic() + 10  # the copy is predicted after the answer went out
+    while _rows(server, "canary", 2) < before + 3000 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _rows(server, "canary", 2) == before + 3000
+    assert 'code="500"' not in server.get("/metrics").text
+
+
+def _rows(server: Server, variant: str, version: int) -> float:
+    prefix = f'mlinfra_rows_total{{model="iris",variant="{variant}",version="{version}"}} '
+    lines = [line for line in server.get("/metrics").text.splitlines() if line.startswith(prefix)]
+    return float(lines[0].removeprefix(prefix)) if lines else 0.0
 
 
 def test_tampered_artifact_is_refused_and_the_current_version_keeps_serving(
@@ -431,6 +513,15 @@ def test_bearer_token_guards_everything_but_health(guarded: Server) -> None:
                 assert client.get(guarded.url + path).status_code != 401
     assert guarded.get("/metrics").status_code == 200
     assert "s3cret" not in guarded.log.read_text()
+
+
+def test_bearer_scheme_is_case_insensitive(guarded: Server) -> None:
+    for given_ in ("bearer s3cret-token", "BEARER s3cret-token", "BeArEr  s3cret-token"):
+        answer = httpx.get(guarded.url + "/metrics", headers={"authorization": given_})
+        assert answer.status_code == 200, given_
+    for given_ in ("Basic s3cret-token", "Bearers3cret-token", "bearer s3cret-token2", "bearer"):
+        answer = httpx.get(guarded.url + "/metrics", headers={"authorization": given_})
+        assert answer.status_code == 401, given_
 
 
 def test_labels_fed_back_are_counted_for_the_version_that_answered(server: Server) -> None:

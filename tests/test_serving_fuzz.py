@@ -11,6 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sklearn.linear_model import LogisticRegression
 
+from mlinfra.serving._app import LARGE_BODY_BYTES
+
 FUZZ = settings(
     max_examples=150,
     deadline=None,
@@ -56,7 +58,9 @@ tensors = st.fixed_dictionaries(
     {
         "name": names | json_values,
         "shape": st.lists(st.integers(min_value=-2, max_value=10**12), max_size=3) | json_values,
-        "datatype": st.sampled_from(["FP64", "FP32", "INT64", "BOOL", "BYTES", "UINT8", "fp64"]),
+        "datatype": st.sampled_from(
+            ["FP64", "FP32", "FP16", "INT64", "INT8", "BOOL", "BYTES", "UINT8", "UINT64", "fp64"]
+        ),
         "data": rows | st.lists(scalars, max_size=12),
     },
     optional={"parameters": json_values},
@@ -74,7 +78,7 @@ v2_bodies = st.one_of(
 def server(tmp_path_factory: pytest.TempPathFactory) -> Server:
     registry = new_registry(tmp_path_factory.mktemp("fuzz") / "registry")
     register(registry, LogisticRegression(max_iter=500))
-    server = start_server(registry, extra=("--max-body-bytes", "20000"))
+    server = start_server(registry, extra=("--max-body-bytes", str(LARGE_BODY_BYTES * 2)))
     try:
         server.wait_generation(serve_table(registry, "dev", stable=1).generation)
         yield server
@@ -82,27 +86,42 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Server:
         server.stop()
 
 
-def _send(server: Server, path: str, body: object) -> int:
+def _send(server: Server, path: str, body: object, large: bool) -> int:
     text = json.dumps(body)  # NaN and Infinity as Python writes them: JSON-ish, as clients err
+    if large:  # the same JSON, answered in a worker thread
+        text += " " * LARGE_BODY_BYTES
     return server.post(path, content=text, headers={"content-type": "application/json"}).status_code
 
 
 @FUZZ
-@given(body=mlflow_bodies)
-def test_fuzzed_mlflow_requests_never_get_a_5xx(server: Server, body: object) -> None:
-    assert _send(server, "/invocations", body) < 500
+@given(body=mlflow_bodies, large=st.booleans())
+def test_fuzzed_mlflow_requests_never_get_a_5xx(server: Server, body: object, large: bool) -> None:
+    assert _send(server, "/invocations", body, large) < 500
 
 
 @FUZZ
-@given(body=v2_bodies, version=st.sampled_from(["", "/versions/1", "/versions/v1", "/versions/²"]))
-def test_fuzzed_v2_requests_never_get_a_5xx(server: Server, body: object, version: str) -> None:
-    assert _send(server, f"/v2/models/iris{version}/infer", body) < 500
+@given(
+    body=v2_bodies,
+    version=st.sampled_from(["", "/versions/1", "/versions/v1", "/versions/²"]),
+    large=st.booleans(),
+)
+def test_fuzzed_v2_requests_never_get_a_5xx(
+    server: Server, body: object, version: str, large: bool
+) -> None:
+    assert _send(server, f"/v2/models/iris{version}/infer", body, large) < 500
 
 
 @FUZZ
-@given(raw=st.binary(max_size=300), path=st.sampled_from(["/invocations", "/v2/models/iris/infer"]))
-def test_fuzzed_raw_bytes_never_get_a_5xx(server: Server, raw: bytes, path: str) -> None:
-    assert server.post(path, content=raw).status_code < 500
+@given(
+    raw=st.binary(max_size=300),
+    path=st.sampled_from(["/invocations", "/v2/models/iris/infer"]),
+    large=st.booleans(),
+)
+def test_fuzzed_raw_bytes_never_get_a_5xx(
+    server: Server, raw: bytes, path: str, large: bool
+) -> None:
+    content = raw + b" " * LARGE_BODY_BYTES if large else raw
+    assert server.post(path, content=content).status_code < 500
 
 
 def test_server_is_still_up_and_right_after_the_fuzzing(server: Server, tmp_path: Path) -> None:

@@ -142,6 +142,23 @@ def test_grid_random_and_halving_plan_their_trials(registry: Registry, tmp_path:
     rows = [trials[0].rows for trials in rounds.values()]
     assert rows == sorted(rows) and rows[-1] == 480  # the last round uses every training row
     assert halving.search.best.round == 2
+    # 13 trials ran, but over 9 candidates: the reruns of survivors are not new candidates
+    assert (halving.search.candidates, halving.search.rounds) == (9, 3)
+    summary = halving.to_dict()["search"]
+    assert (summary["candidates"], summary["rounds"], summary["trials"]) == (9, 3, 13)
+
+
+def test_random_search_over_a_grid_smaller_than_trials_counts_the_grid(
+    registry: Registry, tmp_path: Path
+) -> None:
+    wanted = 20  # the space holds 6 parameter sets: each is tried once, none twice
+    result = run(iris_model(), registry, tmp_path, workers=1, search="random", trials=wanted)
+    tried = [tuple(sorted(trial.params.items())) for trial in result.search.trials]
+    assert len(tried) == len(set(tried)) == 6
+    assert (result.search.candidates, result.search.rounds) == (6, 1)
+    summary = result.to_dict()["search"]
+    assert (summary["candidates"], summary["trials"]) == (6, 6)
+    assert result.version.lineage["trials"] == 6
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""Training runs in real processes: killed with SIGKILL mid-search, and several at once."""
+"""Training runs in real processes: killed with SIGKILL mid-search, and several at once; and
+runs whose user code fails."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 from sklearn.datasets import load_iris
 from sklearn.tree import DecisionTreeClassifier
 
+from mlinfra.errors import ConfigError
 from mlinfra.registry import Registry, initialize
 from mlinfra.training import ModelDefinition, train
 
@@ -86,3 +89,29 @@ def test_concurrent_trainings_in_real_processes_get_distinct_versions(tmp_path: 
         versions = registry.list_versions("iris")
         assert [v.version for v in versions] == [3, 2, 1]
         assert len({v.lineage["run_id"] for v in versions}) == 3
+
+
+def test_a_loader_that_raises_fails_the_run_with_a_line_naming_it(tmp_path: Path) -> None:
+    def load_data() -> tuple:
+        raise KeyError("species")
+
+    model = ModelDefinition(
+        name="iris",
+        task="classification",
+        load_data=load_data,
+        estimator=lambda: DecisionTreeClassifier(random_state=0),
+    )
+    initialize(tmp_path / "registry")
+    with Registry.open(tmp_path / "registry") as registry:
+        with pytest.raises(ConfigError) as failed:
+            train(model, registry=registry, env="dev", workspace=tmp_path / "ws", workers=1)
+        assert registry.models() == []
+    raised_at = f"{Path(__file__).resolve()}:{load_data.__code__.co_firstlineno + 1}"
+    assert str(failed.value) == (
+        f"{__name__}:{load_data.__qualname__} raised KeyError at {raised_at}: 'species'; "
+        "fix the loader or the data it reads"
+    )
+    assert isinstance(failed.value.__cause__, KeyError)
+    (record,) = (tmp_path / "ws" / "runs").glob("*/run.json")
+    recorded = json.loads(record.read_text())
+    assert recorded["status"] == "failed" and "raised KeyError" in recorded["error"]

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
+from ..scaffold import Template, create_project
 from ._errors import run_guarded
 from ._output import console
 
@@ -42,16 +43,27 @@ def _root(
 @app.command()
 def init(
     directory: Annotated[Path, typer.Argument(help="Where to create the project.")],
-    template: Annotated[str, typer.Option(help="Project template.")] = "iris",
+    template: Annotated[
+        Template,
+        typer.Option(
+            help="What the model does: classification (iris) or regression (diabetes).",
+        ),
+    ] = Template.CLASSIFICATION,
     name: Annotated[
         str | None, typer.Option(help="Project name (default: the directory's).")
     ] = None,
 ) -> None:
-    """Create a working project: mlinfra.toml, model code and its own stacks/ program."""
-    from ..scaffold import create_project
+    """Create a working project: mlinfra.toml, model code and its own stacks/ program.
 
-    config = create_project(directory, template=template, name=name)
-    console.print(f"created {config}; next: cd {directory} && mlinfra up --env dev --yes")
+    Each env gets a serving port of its own, derived from the project name and free now.
+    """
+    created = create_project(directory, template=template, name=name)
+    ports = ", ".join(f"{env} {port}" for env, port in created.ports.items())
+    console.print(
+        f"created {created.config_file} from the {template} template; serving ports: {ports}",
+        soft_wrap=True,
+    )
+    console.print(f"next: cd {directory} && mlinfra up --env dev --yes")
 
 
 def _register_commands() -> None:

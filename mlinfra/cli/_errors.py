@@ -18,6 +18,7 @@ try:  # recent typer vendors click; older releases use click itself
 except ImportError:  # pragma: no cover
     from click import ClickException  # type: ignore[no-redef,assignment]
 
+from .._fs import atomic_write_text
 from ..errors import MlinfraError
 from ._output import error_console
 
@@ -49,7 +50,8 @@ def run_guarded(command: Callable[[], object]) -> int:
         log = _write_crash_log(exc)
         error_console.print(
             f"[bold red]unexpected error:[/] {type(exc).__name__}: {escape(_one_line(str(exc)))}\n"
-            f"The traceback is in {log}; please attach it to a bug report.",
+            f"The traceback is {'above' if log is None else f'in {log}'}; "
+            "please attach it to a bug report.",
             soft_wrap=True,
         )
         return EXIT_UNEXPECTED
@@ -60,12 +62,15 @@ def _one_line(message: str) -> str:
     return " ".join(message.split())
 
 
-def _write_crash_log(exc: BaseException) -> Path:
+def _write_crash_log(exc: BaseException) -> Path | None:
+    """The traceback in a file only its owner can read (it may hold paths and data); on stderr,
+    and None, if the file cannot be written."""
     folder = Path(os.environ.get("MLINFRA_LOG_DIR", tempfile.gettempdir()))
     path = folder / f"mlinfra-crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
     text = "".join(traceback.format_exception(exc))
     try:
-        path.write_text(f"mlinfra {' '.join(sys.argv[1:])}\n\n{text}", encoding="utf-8")
+        atomic_write_text(path, f"mlinfra {' '.join(sys.argv[1:])}\n\n{text}", mode=0o600)
     except OSError:
         sys.stderr.write(text)
+        return None
     return path

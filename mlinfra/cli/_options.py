@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -13,12 +14,16 @@ from ..errors import ConfigError
 
 __all__ = [
     "EnvOption",
+    "ForceOption",
     "ForceUnlockOption",
     "JsonOption",
     "ModelOption",
     "ProjectOption",
+    "ReasonOption",
     "YesOption",
+    "command_line",
     "confirm",
+    "override_reason",
     "resolve_env",
 ]
 
@@ -51,6 +56,33 @@ ForceUnlockOption = Annotated[
     bool,
     typer.Option("--force-unlock", help="Take the stack's lock even if another run holds it."),
 ]
+ReasonOption = Annotated[
+    str | None, typer.Option("--reason", help="Why, for the registry's audit trail.")
+]
+ForceOption = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Release even though gates failed; needs --reason, kept in the audit trail.",
+    ),
+]
+
+
+def override_reason(force: bool, reason: str | None, *, reason_alone: bool = False) -> str | None:
+    """The reason a --force override records; --force needs --reason (and --reason goes with
+    --force, unless the command has a reason of its own: `reason_alone`)."""
+    if force and not (reason and reason.strip()):
+        raise ConfigError(
+            "--force needs --reason TEXT: the audit trail records why gates were overridden"
+        )
+    if reason and not force and not reason_alone:
+        raise ConfigError("--reason goes with --force: it records why failed gates were overridden")
+    return reason if force else None
+
+
+def command_line() -> str:
+    """The command being run, as the audit trail records it."""
+    return shlex.join(["mlinfra", *sys.argv[1:]])
 
 
 def resolve_env(project_dir: Path | None, env_name: str | None) -> Environment:

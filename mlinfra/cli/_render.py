@@ -12,16 +12,18 @@ from ..state import is_secret
 from ._output import console
 
 if TYPE_CHECKING:
-    from ..engine import DriftReport, PropertyDiff, RunResult, Step, StepEvent
-    from ..state import ResourceState, UpdateRecord
+    from ..engine import DriftReport, HeldData, PropertyDiff, RunResult, Step, StepEvent
+    from ..state import KeptResource, ResourceState, UpdateRecord
 
 __all__ = [
     "StepPrinter",
+    "destroy_question",
     "drift_json",
     "history_json",
     "mask",
     "print_drift",
     "print_history",
+    "print_kept",
     "print_outputs",
     "print_result",
     "print_status",
@@ -34,8 +36,13 @@ _SYMBOLS = {
     "update": "[yellow]~[/]",
     "replace": "[magenta]+-[/]",
     "delete": "[red]-[/]",
+    "keep": "[yellow]=[/]",
     "same": " ",
     "refresh": "[cyan]?[/]",
+}
+_DONE = {op: f"{op}d" for op in ("create", "update", "replace", "delete")} | {
+    "keep": "kept",
+    "refresh": "refreshed",
 }
 
 
@@ -72,6 +79,14 @@ def _step_json(step: Step) -> dict[str, Any]:
         "op": step.op.value,
         "diffs": [_diff_json(d) for d in step.diffs],
         "error": step.error,
+        "data_at_risk": None if step.data_at_risk is None else str(step.data_at_risk),
+        "data_move": None
+        if step.data_move is None
+        else {
+            "what": step.data_move.what,
+            "from": step.data_move.source,
+            "to": step.data_move.target,
+        },
     }
 
 
@@ -123,7 +138,29 @@ class StepPrinter:
         if event.phase == "failed":
             console.print(f" [red]x[/] {step.op.value:8} {label}  [red]{escape(step.error)}[/]")
         else:
-            console.print(f" {symbol} {step.op.value:8} {label}{took}")
+            console.print(f" {symbol} {step.op.value:8} {label}{took}{_data_note(step)}")
+
+
+def _data_note(step: Step) -> str:
+    """What a finished step did with the data its resource holds."""
+    if step.op.value == "keep" and step.data_at_risk is not None:
+        return f"  [yellow]kept: {escape(str(step.data_at_risk))}[/]"
+    if step.op.value in ("delete", "replace") and step.data_at_risk is not None:
+        return f"  [red]deleted {escape(str(step.data_at_risk))}[/]"
+    if step.data_move is not None:
+        move = step.data_move
+        return f"  [yellow]moved {escape(move.what)} to {escape(move.target)}[/]"
+    return ""
+
+
+def _data_plan(step: Step) -> str | None:
+    """What a planned step would do with the data its resource holds."""
+    if step.op.value in ("delete", "replace") and step.data_at_risk is not None:
+        return f"[red]would delete {escape(str(step.data_at_risk))}[/]"
+    if step.data_move is not None:
+        move = step.data_move
+        return f"[yellow]would move {escape(move.what)} to {escape(move.target)}[/]"
+    return None
 
 
 def print_result(result: RunResult, *, diff: bool = False, show_secrets: bool = False) -> None:
@@ -139,8 +176,11 @@ def print_result(result: RunResult, *, diff: bool = False, show_secrets: bool = 
                     if diff or d.kind == "update":
                         change = escape(f"{mask(d.old)!r} => {mask(d.new)!r}")
                         console.print(f"       {d.path}: {change}{forces}")
+            plan = _data_plan(step)
+            if plan is not None:
+                console.print(f"       {plan}")
     counts = ", ".join(
-        f"{n} to {op}" if result.kind == "preview" else f"{n} {op}d"
+        f"{n} to {op}" if result.kind == "preview" else f"{n} {_DONE.get(op, op)}"
         for op, n in sorted(result.counts.items())
         if op != "same"
     )
@@ -228,7 +268,11 @@ def drift_json(reports: list[DriftReport]) -> list[dict[str, Any]]:
     ]
 
 
-def print_drift(stack: str, reports: list[DriftReport], *, applied: bool) -> None:
+def print_drift(
+    stack: str, reports: list[DriftReport], *, applied: bool, unread: list[ResourceState]
+) -> None:
+    """What refresh found; `unread` are the resources it has no provider to ask (components,
+    old instances of replacements), so the counts add up to what `status` lists."""
     drifted = [r for r in reports if r.status != "ok"]
     for r in drifted:
         if r.status == "gone":
@@ -237,9 +281,53 @@ def print_drift(stack: str, reports: list[DriftReport], *, applied: bool) -> Non
         console.print(f" [yellow]~[/] {_type_label(r.type, r.name)}: changed out of band")
         for d in r.diffs:
             console.print(f"       {d.path}: " + escape(f"{mask(d.old)!r} => {mask(d.new)!r}"))
+    read = f"{_plural(len(reports), 'resource')} read"
     if not drifted:
-        console.print(f"{stack}: all {len(reports)} resources match the state")
+        summary = f"{read}, all as recorded"
     elif applied:
-        console.print(f"{stack}: state updated; run `mlinfra up` to repair")
+        summary = f"{read}, {len(drifted)} drifted; state updated, run `mlinfra up` to repair"
     else:
-        console.print(f"{stack}: {len(drifted)} drifted; `mlinfra up --refresh` repairs them")
+        summary = f"{read}, {len(drifted)} drifted; `mlinfra up --refresh` repairs them"
+    console.print(f"{stack}: {summary}{_unread_note(unread)}")
+
+
+def _unread_note(unread: list[ResourceState]) -> str:
+    components = sum(1 for r in unread if not r.custom)
+    replaced = len(unread) - components
+    notes = []
+    if components:
+        verb = "has" if components == 1 else "have"
+        notes.append(f"{_plural(components, 'component')} {verb} nothing to read")
+    if replaced:
+        notes.append(f"{_plural(replaced, 'replaced resource')} waiting for deletion not read")
+    return f" ({'; '.join(notes)})" if notes else ""
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def destroy_question(
+    count: int, held: dict[str, HeldData], kept: list[KeptResource], *, delete_data: bool
+) -> str:
+    """The confirmation before a destroy, saying what happens to data held."""
+    question = f"Destroy all {_plural(count, 'resource')} of this environment" if count else ""
+    kept_held = [f"{k.resource.name} ({k.held})" for k in kept]
+    if delete_data:
+        doomed = [f"{name} with {h}" for name, h in held.items()]
+        if kept_held:
+            doomed.append("what an earlier destroy kept: " + ", ".join(kept_held))
+        if doomed:
+            verb = ", and delete " if question else "Delete "
+            question += verb + "; ".join(doomed)
+        return question + "?"
+    notes = [f"{name} is kept, with {h} (--delete-data deletes it)" for name, h in held.items()]
+    return question + "?" + "".join(f" {note}." for note in notes)
+
+
+def print_kept(kept: list[KeptResource]) -> None:
+    for k in kept:
+        console.print(
+            f"kept by an earlier destroy: {k.resource.name} ({escape(k.held)}); "
+            "`mlinfra destroy --delete-data` deletes it"
+        )

@@ -29,6 +29,14 @@ __all__ = ["register"]
 ShowSecretsOption = Annotated[
     bool, typer.Option("--show-secrets", help="Show secret values instead of [secret].")
 ]
+DeleteDataOption = Annotated[
+    bool,
+    typer.Option(
+        "--delete-data",
+        help="Also delete resources that hold data (a registry's model versions); "
+        "without it they are kept.",
+    ),
+]
 
 
 @contextmanager
@@ -75,16 +83,23 @@ def up(
         bool, typer.Option("--refresh", help="Read real resources first and repair drift.")
     ] = False,
     force_unlock: ForceUnlockOption = False,
+    delete_data: DeleteDataOption = False,
     json_: JsonOption = False,
 ) -> None:
-    """Create or update the environment's resources to match its stack program."""
+    """Create or update the environment's resources to match its stack program.
+
+    A registry holding model versions is never deleted or replaced without --delete-data.
+    """
     with _engine(project, env) as engine:
         if not yes:
             planned = engine.preview()
             render.print_result(planned)
             if planned.changed and not confirm(f"Apply these changes to {planned.stack}?", yes=yes):
                 raise typer.Exit(1)
-        _change(partial(engine.up, refresh=refresh, force_unlock=force_unlock), json_=json_)
+        run = partial(
+            engine.up, refresh=refresh, force_unlock=force_unlock, delete_data=delete_data
+        )
+        _change(run, json_=json_)
 
 
 def destroy(
@@ -92,17 +107,27 @@ def destroy(
     project: ProjectOption = None,
     yes: YesOption = False,
     force_unlock: ForceUnlockOption = False,
+    delete_data: DeleteDataOption = False,
     json_: JsonOption = False,
 ) -> None:
-    """Delete every resource of the environment: processes, ports and files it made."""
+    """Delete every resource of the environment: processes, ports and files it made.
+
+    A registry holding model versions is kept (its files stay, the state forgets it) unless
+    --delete-data, which also deletes what earlier destroys kept.
+    """
     with _engine(project, env) as engine:
         count = len(engine.resources())
-        if count == 0 and not json_:
+        kept = engine.kept()
+        if count == 0 and not json_ and not (kept and delete_data):
             console.print(f"{engine.env.stack_name}: nothing to destroy")
+            render.print_kept(kept)
             return
-        if not confirm(f"Destroy all {count} resources of this environment?", yes=yes):
+        held = engine.data_at_risk() if count and not yes else {}
+        question = render.destroy_question(count, held, kept, delete_data=delete_data)
+        if not confirm(question, yes=yes):
             raise typer.Exit(1)
-        _change(partial(engine.destroy, force_unlock=force_unlock), json_=json_)
+        run = partial(engine.destroy, force_unlock=force_unlock, delete_data=delete_data)
+        _change(run, json_=json_)
 
 
 def refresh(
@@ -118,10 +143,11 @@ def refresh(
     with _engine(project, env) as engine:
         reports = engine.refresh(apply=apply, force_unlock=force_unlock)
         stack = engine.env.stack_name
-    if json_:
-        emit_json({"stack": stack, "resources": render.drift_json(reports)})
-    else:
-        render.print_drift(stack, reports, applied=apply)
+        if json_:
+            emit_json({"stack": stack, "resources": render.drift_json(reports)})
+        else:
+            unread = [r for r in engine.resources() if not r.custom or r.pending_delete]
+            render.print_drift(stack, reports, applied=apply, unread=unread)
     if any(r.status != "ok" for r in reports) and not apply:
         raise typer.Exit(1)
 
@@ -130,6 +156,7 @@ def status(env: EnvOption = None, project: ProjectOption = None, json_: JsonOpti
     """Show the environment's resources, its last update and who holds its lock."""
     with _engine(project, env) as engine:
         resources = engine.resources()
+        kept = engine.kept()
         history = engine.history(limit=1)
         lock = engine.lock_holder()
         stack, name = engine.env.stack_name, engine.name
@@ -140,12 +167,16 @@ def status(env: EnvOption = None, project: ProjectOption = None, json_: JsonOpti
                 "stack": stack,
                 "engine": name,
                 "resources": render.resources_json(resources),
+                "kept": [
+                    {"urn": k.resource.urn, "name": k.resource.name, "held": k.held} for k in kept
+                ],
                 "last_update": render.history_json([last])[0] if last else None,
                 "lock": dict(lock.__dict__) if lock else None,
             }
         )
     else:
         render.print_status(stack, name, resources, last, lock)
+        render.print_kept(kept)
 
 
 def outputs(

@@ -1,11 +1,14 @@
 """Commands that change what an env serves: deploy, promote, abort, rollback, rollout status.
 
-Thin: each parses, calls one function of `mlinfra.rollout`, and renders. The web stack and
-scikit-learn are never imported here; the registry loads them only when a version is checked.
+Thin: each parses, calls one function of `mlinfra.rollout`, and renders. `deploy` and `promote`
+first clear the version against the env's gates (`mlinfra.evaluation.check_release`), which
+imports the project's model code; `rollback` and `abort` never ask the gates. Otherwise the web
+stack and scikit-learn are never imported here; the registry loads them only to check a version.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -14,27 +17,108 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import GateFailedError
-from ._options import EnvOption, JsonOption, ModelOption, ProjectOption, resolve_env
+from ._options import (
+    EnvOption,
+    ForceOption,
+    JsonOption,
+    ModelOption,
+    ProjectOption,
+    ReasonOption,
+    command_line,
+    override_reason,
+)
 from ._output import console, emit_json
 
 if TYPE_CHECKING:
+    from ..config import Environment
+    from ..evaluation import Clearance, ReleaseRefusedError
     from ..rollout import Rollout, StepResult, Target
     from ..serving import Deployment
 
-__all__ = ["register"]
+__all__ = [
+    "CanaryOption",
+    "IntervalOption",
+    "MinSamplesOption",
+    "RolloutPlan",
+    "ShadowOption",
+    "StepsOption",
+    "StickyHeaderOption",
+    "WaitOption",
+    "clear_release",
+    "print_clearance",
+    "print_result",
+    "raise_if_stopped",
+    "register",
+    "release_json",
+    "serve",
+    "show_refusal",
+    "target_of",
+]
 
-ReasonOption = Annotated[
-    str | None, typer.Option("--reason", help="Why, for the registry's audit trail.")
+CanaryOption = Annotated[
+    int | None,
+    typer.Option("--canary", min=1, max=100, help="Start as a canary taking PCT% of traffic."),
+]
+StepsOption = Annotated[
+    str | None, typer.Option("--steps", help="Canary weights per step, e.g. 10,25,50,100.")
+]
+IntervalOption = Annotated[
+    str, typer.Option("--interval", help="Analysis window per step: 30s, 2m, 500ms.")
+]
+WaitOption = Annotated[
+    bool, typer.Option("--wait", help="Stay until the rollout is promoted or aborted.")
+]
+ShadowOption = Annotated[
+    bool, typer.Option("--shadow", help="Mirror traffic to the canary; stable answers all.")
+]
+StickyHeaderOption = Annotated[
+    str | None,
+    typer.Option("--sticky-header", help="Same header value, same variant (A/B by user)."),
+]
+MinSamplesOption = Annotated[
+    int, typer.Option("--min-samples", min=1, help="Canary requests before any verdict.")
 ]
 
 
-def _target(project: Path | None, env: str | None) -> Target:
-    """The env's serving endpoint and registry, read from its stack's outputs."""
-    from ..engine import stack_outputs
+@dataclass(frozen=True)
+class RolloutPlan:
+    """How a version is to be served, from the options `deploy` and `models promote` share."""
+
+    steps: tuple[int, ...] | None  # None: at once
+    interval_seconds: float
+    wait: bool
+    min_samples: int
+    shadow: bool
+    sticky_header: str | None
+
+    @classmethod
+    def parse(
+        cls,
+        *,
+        canary: int | None,
+        steps: str | None,
+        interval: str,
+        wait: bool,
+        shadow: bool,
+        sticky_header: str | None,
+        min_samples: int,
+    ) -> RolloutPlan:
+        from ..rollout import parse_duration, parse_steps
+
+        return cls(
+            steps=parse_steps(steps, canary) if (canary or steps or shadow) else None,
+            interval_seconds=parse_duration(interval),
+            wait=wait,
+            min_samples=min_samples,
+            shadow=shadow,
+            sticky_header=sticky_header,
+        )
+
+
+def target_of(environment: Environment, outputs: dict[str, Any]) -> Target:
+    """The env's serving endpoint and registry, from its stack's outputs."""
     from ..rollout import Target
 
-    environment = resolve_env(project, env)
-    outputs = stack_outputs(environment)
     return Target(
         registry=Path(outputs["registry_path"]),
         env=environment.name,
@@ -43,74 +127,140 @@ def _target(project: Path | None, env: str | None) -> Target:
     )
 
 
+def _env_target(project: Path | None, env: str | None) -> tuple[Environment, Target]:
+    from .lifecycle._context import env_outputs
+
+    environment, outputs = env_outputs(project, env)
+    return environment, target_of(environment, outputs)
+
+
 def deploy(
     version: Annotated[str, typer.Argument(help="Version to serve: 3, v3, latest or an alias.")],
     env: EnvOption = None,
     project: ProjectOption = None,
     model: ModelOption = None,
-    canary: Annotated[
-        int | None,
-        typer.Option("--canary", min=1, max=100, help="Start as a canary taking PCT% of traffic."),
-    ] = None,
-    steps: Annotated[
-        str | None,
-        typer.Option("--steps", help="Canary weights per step, e.g. 10,25,50,100."),
-    ] = None,
-    interval: Annotated[
-        str, typer.Option("--interval", help="Analysis window per step: 30s, 2m, 500ms.")
-    ] = "30s",
-    wait: Annotated[
-        bool, typer.Option("--wait", help="Stay until the rollout is promoted or aborted.")
-    ] = False,
-    shadow: Annotated[
-        bool, typer.Option("--shadow", help="Mirror traffic to the canary; stable answers all.")
-    ] = False,
-    sticky_header: Annotated[
-        str | None,
-        typer.Option("--sticky-header", help="Same header value, same variant (A/B by user)."),
-    ] = None,
-    min_samples: Annotated[
-        int, typer.Option("--min-samples", min=1, help="Canary requests before any verdict.")
-    ] = 100,
+    canary: CanaryOption = None,
+    steps: StepsOption = None,
+    interval: IntervalOption = "30s",
+    wait: WaitOption = False,
+    shadow: ShadowOption = False,
+    sticky_header: StickyHeaderOption = None,
+    min_samples: MinSamplesOption = 100,
+    force: ForceOption = False,
+    reason: ReasonOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """Serve a registered version: at once, or as a canary analysed step by step.
+    """Serve a registered version that passed the env's gates: at once, or as a canary.
 
+    The version's stored evaluation counts if it was made with today's gates against today's
+    champion; otherwise it is evaluated now. Failed gates exit 7 unless --force --reason.
     With --canary or --steps, the canary takes a growing share of traffic; at every step it is
     compared with stable (errors, p99 latency, predictions) and then promoted or aborted.
-    Without --model: the model the env serves, or the registry's only one.
+    Without --model: the model the env serves, or the only one declared.
     """
-    from ..rollout import AnalysisPolicy, parse_duration, parse_steps
+    override = override_reason(force, reason)
+    plan = RolloutPlan.parse(
+        canary=canary,
+        steps=steps,
+        interval=interval,
+        wait=wait,
+        shadow=shadow,
+        sticky_header=sticky_header,
+        min_samples=min_samples,
+    )
+    environment, target = _env_target(project, env)
+    name = _model_to_serve(environment, target, model)
+    clearance = clear_release(environment, target, name, version, override=override, json_=json_)
+    result = serve(target, clearance, plan=plan, json_=json_)
+    _finish(result, json_=json_, extra=release_json(clearance))
+
+
+def serve(
+    target: Target, clearance: Clearance, *, plan: RolloutPlan, json_: bool
+) -> Rollout | Deployment:
+    """Serve the cleared version as `plan` says; the new table, or the rollout."""
+    from ..rollout import AnalysisPolicy
     from ..rollout import deploy as run_deploy
 
-    plan = parse_steps(steps, canary) if (canary or steps or shadow) else None
-    seconds = parse_duration(interval)
-    target = _target(project, env)
-    result = run_deploy(
+    return run_deploy(
         target,
-        version,
-        wait=wait,
+        str(clearance.version),
+        wait=plan.wait,
         on_result=None if json_ else _print_step,
-        model=model,
-        steps=plan,
-        interval_seconds=seconds,
-        policy=AnalysisPolicy(min_samples=min_samples),
-        mode="shadow" if shadow else "split",
-        sticky_header=sticky_header,
+        model=clearance.model,
+        steps=plan.steps,
+        interval_seconds=plan.interval_seconds,
+        policy=AnalysisPolicy(min_samples=plan.min_samples),
+        mode="shadow" if plan.shadow else "split",
+        sticky_header=plan.sticky_header,
+        clearance=clearance,
     )
-    _finish(result, json_=json_)
+
+
+def _model_to_serve(environment: Environment, target: Target, model: str | None) -> str:
+    from ..serving import read_deployment
+    from .lifecycle._context import model_name
+
+    table = read_deployment(target.directory) if model is None else None
+    return table.model if table is not None else model_name(environment, model)
+
+
+def clear_release(
+    environment: Environment,
+    target: Target,
+    model: str,
+    ref: str,
+    *,
+    override: str | None,
+    json_: bool,
+) -> Clearance:
+    """Check version `ref` against the env's gates and show on what grounds it may serve; a
+    refusal shows the failed report before its error line."""
+    from ..evaluation import ReleaseRefusedError, check_release
+    from ..registry import Registry
+    from .lifecycle._context import definition
+
+    declared = definition(environment, model)
+    with Registry.open(target.registry) as registry:
+        version = registry.resolve(declared.name, ref, env=target.env)
+        try:
+            clearance = check_release(
+                declared,
+                registry,
+                version,
+                env=target.env,
+                command=command_line(),
+                override=override,
+            )
+        except ReleaseRefusedError as refused:
+            show_refusal(refused, json_=json_)
+            raise
+    if not json_:
+        print_clearance(clearance)
+    return clearance
 
 
 def promote(
     env: EnvOption = None,
     project: ProjectOption = None,
     reason: ReasonOption = None,
+    force: ForceOption = False,
     json_: JsonOption = False,
 ) -> None:
-    """Promote the running canary now: it takes all traffic and becomes champion."""
+    """Promote the running canary now, if it passes the env's gates: it takes all traffic and
+    becomes champion. Failed gates exit 7 unless --force --reason."""
     from ..rollout import promote as run_promote
 
-    _finish(run_promote(_target(project, env), reason=reason or "promoted by hand"), json_=json_)
+    override = override_reason(force, reason, reason_alone=True)
+    environment, target = _env_target(project, env)
+    running = target.store.rollout()
+    clearance = None
+    if running is not None and running.active:  # else run_promote says there is no rollout
+        clearance = clear_release(
+            environment, target, running.model, str(running.canary), override=override, json_=json_
+        )
+    rollout = run_promote(target, reason=reason or "promoted by hand", clearance=clearance)
+    _finish(rollout, json_=json_, extra=None if clearance is None else release_json(clearance))
 
 
 def abort(
@@ -119,10 +269,10 @@ def abort(
     reason: ReasonOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """Abort the running canary now: all traffic goes back to stable."""
+    """Abort the running canary now: all traffic goes back to stable. Never gated."""
     from ..rollout import abort as run_abort
 
-    rollout = run_abort(_target(project, env), reason=reason or "aborted by hand")
+    rollout = run_abort(_env_target(project, env)[1], reason=reason or "aborted by hand")
     _finish(rollout, json_=json_, failed_is_error=False)
 
 
@@ -135,10 +285,13 @@ def rollback(
     reason: ReasonOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """Serve the previous champion (or --to VERSION) at once; a running canary is aborted."""
+    """Serve the previous champion (or --to VERSION) at once; a running canary is aborted.
+
+    Never gated: going back must work even when today's gates would refuse the old version.
+    """
     from ..rollout import rollback as run_rollback
 
-    _finish(run_rollback(_target(project, env), to=to, reason=reason), json_=json_)
+    _finish(run_rollback(_env_target(project, env)[1], to=to, reason=reason), json_=json_)
 
 
 def status(
@@ -150,7 +303,7 @@ def status(
     """What the env serves, the rollout in progress or last finished, and recent changes."""
     from ..rollout import status as read_status
 
-    report = read_status(_target(project, env), history=history)
+    report = read_status(_env_target(project, env)[1], history=history)
     if json_:
         emit_json(report)
         return
@@ -168,25 +321,74 @@ def register(app: typer.Typer) -> None:
 # --- rendering ----------------------------------------------------------------------------
 
 
-def _finish(result: Rollout | Deployment, *, json_: bool, failed_is_error: bool = True) -> None:
-    """Print the outcome; a rollout that was aborted or paused is an error for CI."""
+def _finish(
+    result: Rollout | Deployment,
+    *,
+    json_: bool,
+    failed_is_error: bool = True,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Print the outcome (`extra` joins the JSON); an aborted or paused rollout fails CI."""
+    if json_:
+        emit_json({**result.model_dump(mode="json"), **(extra or {})})
+    else:
+        print_result(result)
+    if failed_is_error:
+        raise_if_stopped(result)
+
+
+def print_result(result: Rollout | Deployment) -> None:
     from ..serving import Deployment
 
-    if json_:
-        emit_json(result.model_dump(mode="json"))
-    elif isinstance(result, Deployment):
+    if isinstance(result, Deployment):
         console.print(
             f"env {escape(result.env)} serves {escape(result.model)} v{result.stable} "
             f"(generation {result.generation})"
         )
-    else:
-        _print_rollout(result)
-    if isinstance(result, Deployment):
         return
-    if result.phase == "progressing" and not json_:
+    _print_rollout(result)
+    if result.phase == "progressing":
         console.print("follow it with `mlinfra rollout status`")
-    if failed_is_error and result.phase in ("aborted", "paused"):
+
+
+def raise_if_stopped(result: Rollout | Deployment) -> None:
+    """A rollout that was aborted or paused is an error for CI (exit 7)."""
+    from ..serving import Deployment
+
+    if not isinstance(result, Deployment) and result.phase in ("aborted", "paused"):
         raise GateFailedError(f"rollout {result.phase}: {result.reason}")
+
+
+def release_json(clearance: Clearance) -> dict[str, Any]:
+    """The clearance and the evaluation behind it, as `--json` adds them."""
+    report = clearance.report
+    return {
+        "clearance": clearance.model_dump(mode="json"),
+        "evaluation": None if report is None else report.to_dict(),
+    }
+
+
+def show_refusal(refused: ReleaseRefusedError, *, json_: bool) -> None:
+    """What comes before a refusal's error line: the failed evaluation, or it as JSON."""
+    if json_:
+        emit_json(release_json(refused.clearance))
+    else:
+        print_clearance(refused.clearance)
+
+
+def print_clearance(clearance: Clearance) -> None:
+    """The evaluation when it was made now or failed, then one line of grounds."""
+    from .lifecycle._render import print_report
+
+    report = clearance.report
+    if report is not None and (clearance.evaluated_now or clearance.failed_gates):
+        print_report(report)
+    colour = "yellow" if clearance.forced else "red" if clearance.failed_gates else "green"
+    console.print(
+        f"gates of {escape(clearance.model)} v{clearance.version} in {escape(clearance.env)}: "
+        f"[{colour}]{escape(clearance.grounds)}[/]",
+        soft_wrap=True,
+    )
 
 
 def _print_step(_rollout: Rollout, result: StepResult) -> None:
@@ -235,6 +437,7 @@ def _print_status(report: dict[str, Any]) -> None:
             f"rollout {rollout['id']}: v{rollout['canary']} {rollout['phase']}, steps {steps}, "
             f"controller {driver}" + (f"; {escape(rollout['reason'])}" if rollout["reason"] else "")
         )
+        console.print(f"gates: {escape(_grounds(rollout['clearance']))}", soft_wrap=True)
         results = Table("weight", "verdict", "canary", "stable", "PSI", "reasons", box=None)
         for result in rollout["results"]:
             results.add_row(
@@ -259,6 +462,14 @@ def _print_status(report: dict[str, Any]) -> None:
                 str(event.get("from") or event.get("canary") or ""),
                 str(event.get("to") or (f"{event['weight']}%" if "weight" in event else "")),
                 event.get("actor", ""),
-                escape(str(event.get("reason") or "")),
+                escape(str(event.get("reason") or event.get("gates") or "")),
             )
         console.print(history)
+
+
+def _grounds(clearance: dict[str, Any] | None) -> str:
+    from ..evaluation import Clearance
+
+    if clearance is None:
+        return "not checked (started without a gate clearance)"
+    return Clearance.model_validate(clearance).grounds

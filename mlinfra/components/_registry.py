@@ -19,16 +19,24 @@ class ModelRegistryArgs:
     """Directory of the registry (registry.db and artifacts/); absolute."""
     shared: bool = False
     """Other environments use it too: `destroy` then leaves it in place (retain_on_delete)."""
+    env: str | None = None
+    """Whose aliases and deployment table move with it when `path` changes; None: every env's."""
     target: Target = "local"
 
     @classmethod
     def from_environment(cls, env: Environment) -> ModelRegistryArgs:
         own = env.env_dir in env.registry_path.parents
-        return cls(path=str(env.registry_path), shared=not own, target=env.settings.target)
+        return cls(
+            path=str(env.registry_path), shared=not own, env=env.name, target=env.settings.target
+        )
 
 
 class ModelRegistry(pulumi.ComponentResource):
-    """On `local`, a SQLite database and a content-addressed artifact directory."""
+    """On `local`, a SQLite database and a content-addressed artifact directory.
+
+    Models are data: while it holds versions, `up` will not delete or replace it and `destroy`
+    keeps it, unless `--delete-data`; a new `path` moves its versions there.
+    """
 
     path: pulumi.Output[str]
     uri: pulumi.Output[str]
@@ -40,7 +48,7 @@ class ModelRegistry(pulumi.ComponentResource):
         super().__init__("mlinfra:index:ModelRegistry", name, None, opts)
         store = RegistryStore(
             f"{name}-store",
-            RegistryStoreArgs(path=args.path),
+            RegistryStoreArgs(path=args.path, env=args.env),
             pulumi.ResourceOptions(parent=self, retain_on_delete=args.shared or None),
         )
         self.path = store.path

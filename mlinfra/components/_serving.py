@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 
@@ -27,6 +27,9 @@ class ServingStackArgs:
     max_body_bytes: pulumi.Input[int] | None = None
     auth: bool = False
     """Require a generated bearer token (exported as the secret output `token`)."""
+    code_paths: pulumi.Input[list[str]] = field(default_factory=list)
+    """Directories of the project's own modules (classes a model holds), put first on the
+    server's import path; absolute. `from_environment` gives the project root."""
     target: Target = "local"
 
     @classmethod
@@ -43,6 +46,7 @@ class ServingStackArgs:
             workers=serving.workers,
             max_body_bytes=serving.max_body_bytes,
             auth=serving.auth,
+            code_paths=[str(env.project.root.resolve())],
             target=env.settings.target,
         )
 
@@ -72,6 +76,7 @@ class ServingStack(pulumi.ComponentResource):
                 workers=args.workers,
                 max_body_bytes=args.max_body_bytes,
                 token=token.token if token is not None else None,
+                code_paths=args.code_paths,
             ),
             child,
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 
@@ -19,6 +19,9 @@ class TrainingClusterArgs:
     """Directory for runs/ and cache/; absolute."""
     workers: pulumi.Input[int] = 0
     """Size of the worker pool; 0 means one per core."""
+    code_paths: pulumi.Input[list[str]] = field(default_factory=list)
+    """Directories of the project's own modules, put first on each worker's import path;
+    absolute. `from_environment` gives the project root."""
     target: Target = "local"
 
     @classmethod
@@ -26,6 +29,7 @@ class TrainingClusterArgs:
         return cls(
             workspace=str(env.env_dir / "training"),
             workers=env.settings.training.workers,
+            code_paths=[str(env.project.root.resolve())],
             target=env.settings.target,
         )
 
@@ -35,6 +39,7 @@ class TrainingCluster(pulumi.ComponentResource):
 
     workspace: pulumi.Output[str]
     workers: pulumi.Output[int]
+    code_paths: pulumi.Output[list[str]]
 
     def __init__(
         self, name: str, args: TrainingClusterArgs, opts: pulumi.ResourceOptions | None = None
@@ -43,9 +48,14 @@ class TrainingCluster(pulumi.ComponentResource):
         super().__init__("mlinfra:index:TrainingCluster", name, None, opts)
         workspace = TrainingWorkspace(
             f"{name}-workspace",
-            TrainingWorkspaceArgs(path=args.workspace, workers=args.workers),
+            TrainingWorkspaceArgs(
+                path=args.workspace, workers=args.workers, code_paths=args.code_paths
+            ),
             pulumi.ResourceOptions(parent=self),
         )
         self.workspace = workspace.path
         self.workers = workspace.workers
-        self.register_outputs({"workspace": self.workspace, "workers": self.workers})
+        self.code_paths = workspace.code_paths
+        self.register_outputs(
+            {"workspace": self.workspace, "workers": self.workers, "code_paths": self.code_paths}
+        )

@@ -2,7 +2,6 @@
 
 from ._models import (
     EnvSettings,
-    KubernetesSettings,
     ModelSpec,
     ProjectConfig,
     ProjectSettings,
@@ -25,7 +24,6 @@ __all__ = [
     "CONFIG_FILE",
     "EnvSettings",
     "Environment",
-    "KubernetesSettings",
     "ModelSpec",
     "Project",
     "ProjectConfig",

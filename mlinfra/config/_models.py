@@ -7,8 +7,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
+    "KUBERNETES_LATER",
     "EnvSettings",
-    "KubernetesSettings",
     "ModelSpec",
     "ProjectConfig",
     "ProjectSettings",
@@ -19,6 +19,7 @@ __all__ = [
 ]
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,39}$"
+KUBERNETES_LATER = 'the kubernetes target arrives in a later release; use target = "local"'
 ENTRY_POINT_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
 
 
@@ -88,33 +89,48 @@ class ServingSettings(_Strict):
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
 
 
-class KubernetesSettings(_Strict):
-    namespace: str | None = None
-    image: str | None = None
-    replicas: int = Field(2, ge=1)
-    cpu: str = "500m"
-    memory: str = "512Mi"
-
-
 class PulumiSettings(_Strict):
     backend_url: str | None = Field(None, description="default: file://<state_dir>/pulumi")
 
 
 class EnvSettings(_Strict):
-    target: Literal["local", "kubernetes"] = "local"
+    target: Literal["local"] = "local"
     engine: Literal["auto", "embedded", "pulumi"] = "auto"
     training: TrainingSettings = TrainingSettings()
     registry: RegistrySettings = RegistrySettings()
     serving: ServingSettings = ServingSettings()
-    kubernetes: KubernetesSettings = KubernetesSettings()
     pulumi: PulumiSettings = PulumiSettings()
-    policies: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("target", mode="before")
+    @classmethod
+    def _target_exists(cls, target: object) -> object:
+        if target == "kubernetes":
+            raise ValueError(KUBERNETES_LATER)
+        return target
+
+    @model_validator(mode="after")
+    def _backend_needs_pulumi(self) -> EnvSettings:
+        if self.engine == "embedded" and self.pulumi.backend_url is not None:
+            raise ValueError(
+                'pulumi.backend_url is for the pulumi engine; drop it or set engine = "pulumi"'
+            )
+        return self
 
 
 class ProjectConfig(_Strict):
     project: ProjectSettings
     models: dict[str, ModelSpec] = Field(default_factory=dict)
     env: dict[str, EnvSettings] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_kubernetes_table(cls, raw: object) -> object:
+        """Said before the generic unknown-key error, which would not say why or what instead."""
+        envs = raw.get("env") if isinstance(raw, dict) else None
+        for name, settings in envs.items() if isinstance(envs, dict) else ():
+            if isinstance(settings, dict) and "kubernetes" in settings:
+                raise ValueError(f"env.{name}.kubernetes: {KUBERNETES_LATER}")
+        return raw
 
     @field_validator("env")
     @classmethod
@@ -126,7 +142,7 @@ class ProjectConfig(_Strict):
                 raise ValueError(f"env name {name!r}: use lowercase letters, digits and dashes")
         ports: dict[int, str] = {}
         for name, env in envs.items():
-            if env.target == "local" and env.serving.port in ports:
+            if env.serving.port in ports:
                 other = ports[env.serving.port]
                 raise ValueError(
                     f"envs {other!r} and {name!r} both serve on port {env.serving.port}"

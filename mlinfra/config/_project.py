@@ -5,11 +5,14 @@ from __future__ import annotations
 import contextvars
 import os
 import tomllib
+import typing
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
 from ..errors import ConfigError
@@ -126,17 +129,37 @@ def load_project(start: Path | None = None) -> Project:
 def _first_problem(exc: PydanticValidationError) -> str:
     """One line naming the key, the problem and what was given."""
     error = exc.errors()[0]
-    key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    key = ".".join(str(part) for part in error["loc"])
     kind = error["type"]
     if kind == "extra_forbidden":
-        return f"unknown key {key!r}; check the spelling against docs/configuration.md"
+        known = ", ".join(_keys_beside(error["loc"]))
+        return f"unknown key {key!r}; the keys there are: {known} (see docs/configuration.md)"
     if kind == "missing":
         return f"missing required key {key!r}"
     message = error["msg"].removeprefix("Value error, ")
+    if not key:  # a check over several keys names them itself
+        return message
     given = error.get("input")
     if isinstance(given, str | int | float | bool) and kind != "value_error":
         return f"{key}: {message} (got {given!r})"
     return f"{key}: {message}"
+
+
+def _keys_beside(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys the schema allows where `loc` (an unknown key) was found."""
+    node: Any = ProjectConfig
+    for part in loc[:-1]:
+        if _is_model(node) and part in node.model_fields:
+            node = node.model_fields[part].annotation
+        elif typing.get_origin(node) is dict:  # a name chosen by the user: [env.NAME]
+            node = typing.get_args(node)[1]
+        else:
+            return []
+    return list(node.model_fields) if _is_model(node) else []
+
+
+def _is_model(node: Any) -> typing.TypeGuard[type[BaseModel]]:
+    return isinstance(node, type) and issubclass(node, BaseModel)
 
 
 @contextmanager

@@ -1,4 +1,5 @@
-"""Checks on data before training: on its own, and against the schema of the previous version.
+"""Checks on data before training: on its own, and against the schema of the previous version
+(and before evaluation: against the schema the evaluated version was trained on).
 
 Errors stop training; warnings are reported and recorded. Each finding names its rule and column:
 
@@ -12,7 +13,8 @@ Errors stop training; warnings are reported and recorded. Each finding names its
     missing_column      error     a column of the previous version is gone
     unexpected_column   warning   a column the previous version did not have
     type_changed        error     a column changed kind (int/float, category/string: warning)
-    nulls_appeared      error     nulls in over 1% of rows of a column that had none (else warning)
+    nulls_appeared      error     nulls in over 1% of rows of a column that had none (else warning),
+                                  or any when the fitted model checked for cannot take them there
     out_of_range        warning   numbers beyond the previous range by more than its width
     unseen_categories   warning   categories the previous version never saw
     label_classes       warning   classes appeared or disappeared
@@ -22,6 +24,7 @@ Errors stop training; warnings are reported and recorded. Each finding names its
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -74,6 +77,13 @@ class ValidationReport:
         parts = [f"{f.rule} ({f.column})" if f.column else f.rule for f in self.errors]
         return f"data failed {len(parts)} check(s): {', '.join(parts)}"
 
+    def error_details(self) -> str:
+        """Each error's rule, column and what was found: for a line with no findings table."""
+        return "; ".join(
+            f"{f.rule} ({f.column}: {f.message})" if f.column else f"{f.rule} ({f.message})"
+            for f in self.errors
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "findings": [finding.to_dict() for finding in self.findings]}
 
@@ -85,8 +95,8 @@ class ValidationReport:
 class DataValidationError(ValidationError):
     """Data failed a hard check; `report` holds every finding."""
 
-    def __init__(self, report: ValidationReport) -> None:
-        super().__init__(f"{report.summary()}; nothing was trained")
+    def __init__(self, report: ValidationReport, message: str | None = None) -> None:
+        super().__init__(message or f"{report.summary()}; nothing was trained")
         self.report = report
 
 
@@ -96,12 +106,17 @@ def validate_data(
     *,
     reference: DatasetSchema | None = None,
     task: Literal["classification", "regression"] | None = None,
+    takes_nulls: Callable[[str], bool] | None = None,
 ) -> ValidationReport:
-    """Infer the data's schema and check it, against `reference` when there is one."""
+    """Infer the data's schema and check it, against `reference` when there is one.
+
+    `takes_nulls(column)` is asked about each column where nulls appeared: a fitted model that
+    cannot take them there fails on any share of them, not only on over 1%.
+    """
     schema = infer_schema(features, target, task=task)
     findings = list(_own_checks(features, target, schema, task))
     if reference is not None:
-        findings += _against_columns(features, schema, reference)
+        findings += _against_columns(features, schema, reference, takes_nulls)
         if schema.target is not None and reference.target is not None:
             findings += _against_target(schema.target, reference.target)
     return ValidationReport(schema=schema, findings=tuple(findings))
@@ -153,7 +168,10 @@ def _own_checks(
 
 
 def _against_columns(
-    features: pandas.DataFrame, schema: DatasetSchema, reference: DatasetSchema
+    features: pandas.DataFrame,
+    schema: DatasetSchema,
+    reference: DatasetSchema,
+    takes_nulls: Callable[[str], bool] | None,
 ) -> list[Finding]:
     found = []
     names = set(schema.names)
@@ -167,12 +185,16 @@ def _against_columns(
         if old is None:
             found.append(_warning("unexpected_column", new.name, "column is new in this data"))
             continue
-        found += _compare_column(features.iloc[:, position], new, old, schema.rows)
+        found += _compare_column(features.iloc[:, position], new, old, schema.rows, takes_nulls)
     return found
 
 
 def _compare_column(
-    series: pandas.Series, new: ColumnSchema, old: ColumnSchema, rows: int
+    series: pandas.Series,
+    new: ColumnSchema,
+    old: ColumnSchema,
+    rows: int,
+    takes_nulls: Callable[[str], bool] | None,
 ) -> list[Finding]:
     found = []
     if new.kind != old.kind:
@@ -185,12 +207,12 @@ def _compare_column(
             return found
     if old.null_count == 0 and new.null_count:
         share = new.null_count / max(rows, 1)
-        make = _error if share > _NULL_SHARE_FOR_ERROR else _warning
-        found.append(
-            make(
-                "nulls_appeared", new.name, f"{new.null_count} missing values ({share:.1%} of rows)"
-            )
-        )
+        message = f"{new.null_count} missing values ({share:.1%} of rows)"
+        taken = takes_nulls is None or takes_nulls(new.name)
+        if not taken:
+            message += "; the model cannot take missing values here"
+        make = _error if share > _NULL_SHARE_FOR_ERROR or not taken else _warning
+        found.append(make("nulls_appeared", new.name, message))
     if (
         new.kind in ("int", "float")
         and isinstance(old.min, int | float)

@@ -12,13 +12,16 @@ from typing import Any, Protocol
 
 from ..config import Environment
 from ..errors import EngineUnavailableError, MlinfraError
-from ..state import LockHolder, ResourceState, UpdateRecord, plain
+from ..state import KeptResource, LockHolder, ResourceState, UpdateRecord, plain
+from ._data import DataMove, HeldData
 from ._types import DriftReport, EventSink, Op, PropertyDiff, RunResult, Step, StepEvent
 
 __all__ = [
+    "DataMove",
     "DriftReport",
     "Engine",
     "EventSink",
+    "HeldData",
     "Op",
     "PropertyDiff",
     "RunResult",
@@ -41,10 +44,15 @@ class Engine(Protocol):
         refresh: bool = False,
         force_unlock: bool = False,
         on_event: EventSink | None = None,
+        delete_data: bool = False,
     ) -> RunResult: ...
 
     def destroy(
-        self, *, force_unlock: bool = False, on_event: EventSink | None = None
+        self,
+        *,
+        force_unlock: bool = False,
+        on_event: EventSink | None = None,
+        delete_data: bool = False,
     ) -> RunResult: ...
 
     def refresh(self, *, apply: bool = False, force_unlock: bool = False) -> list[DriftReport]: ...
@@ -56,6 +64,15 @@ class Engine(Protocol):
     def history(self, limit: int = 50) -> list[UpdateRecord]: ...
 
     def lock_holder(self) -> LockHolder | None: ...
+
+    def data_at_risk(self) -> dict[str, HeldData]:
+        """What deleting each resource would lose (a registry's model versions), by name."""
+        ...
+
+    def kept(self) -> list[KeptResource]:
+        """Resources an earlier `destroy` kept for their data; `destroy(delete_data=True)`
+        deletes them."""
+        ...
 
     def close(self) -> None: ...
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import threading
 import traceback
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from pulumi.dynamic import ResourceProvider
 from pulumi.output import Unknown
@@ -16,6 +17,7 @@ from pulumi.runtime.rpc import UNKNOWN
 
 from ..errors import DeploymentError, MlinfraError, ProtectedResourceError
 from ..state import ResourceState, SqliteStateStore
+from ._data import DataMove, HeldData, held_data, planned_move
 from ._diff import INTERNAL_KEYS, diff_properties
 from ._program import Registration, StepFailed
 from ._providers import (
@@ -29,18 +31,28 @@ from ._providers import (
 )
 from ._types import EventSink, Op, PropertyDiff, Step, StepEvent
 
-__all__ = ["Deployment", "delete_order", "delete_resource"]
+__all__ = ["Deployment", "data_held_by", "delete_order", "delete_resource"]
+
+T = TypeVar("T")
 
 
 class Deployment:
     """Receives registrations from the running program and turns them into steps."""
 
     def __init__(
-        self, store: SqliteStateStore, stack: str, *, preview: bool, on_event: EventSink | None
+        self,
+        store: SqliteStateStore,
+        stack: str,
+        *,
+        preview: bool,
+        on_event: EventSink | None,
+        delete_data: bool = False,
     ) -> None:
         self.store = store
         self.stack = stack
         self.preview = preview
+        self.delete_data = delete_data
+        """Deleting or replacing resources that hold data was allowed (`--delete-data`)."""
         self._on_event = on_event
         self._lock = threading.Lock()
         prior = store.resources(stack)
@@ -49,8 +61,13 @@ class Deployment:
         self.registered: dict[str, Registration] = {}
         self.steps: list[Step] = []
         self.failures: list[Step] = []
+        self.refusals: list[ProtectedResourceError] = []
+        """Steps refused to protect a resource; reported as they are, not as failures."""
         self._failed_urns: set[str] = set()
         self.outputs: dict[str, Any] = {}
+        self.kept = {k.resource.urn: k for k in store.kept(stack)}
+        self.warnings: list[str] = []
+        """What the user should know although the run succeeded (data moved, data kept)."""
 
     # Registrar protocol
 
@@ -78,6 +95,8 @@ class Deployment:
             with self._lock:
                 self.failures.append(step)
                 self._failed_urns.add(reg.urn)
+                if isinstance(exc, ProtectedResourceError):
+                    self.refusals.append(exc)
             self._emit(step, "failed")
             raise StepFailed(reg.urn) from None
 
@@ -111,12 +130,17 @@ class Deployment:
                 self._checkpoint(old, state)
             return old.id, old.outputs
         if step.op is Op.UPDATE:
+            if not unknown:
+                step.data_move = planned_move(provider, old.id, plain(old.outputs), plain(news))
             return self._update(reg, step, provider, old, news)
         if old.protect or reg.protect:
             raise ProtectedResourceError(
                 f"{reg.name} is protected and would be replaced; remove protect=True from the "
                 "program, run `mlinfra up` once, then make the change"
             )
+        step.data_at_risk = data_held_by(old)
+        if step.data_at_risk is not None and not self.preview and not self.delete_data:
+            raise _refusal(reg.name, step.data_at_risk, replaced=True)
         if before:
             self._delete_now(old, step)
         return self._create(reg, step, provider, news, replacing=None if before else old)
@@ -205,8 +229,14 @@ class Deployment:
         if self.preview:
             self._record(step)
             return "", _preview_outputs(news, replacing)
-        operation = self.store.begin_operation(self.stack, reg.urn, step.op.value, news)
-        result = provider.create(plain(news))
+        operation, result = provider_call(
+            self.store,
+            self.stack,
+            reg.urn,
+            step.op.value,
+            news,
+            lambda: provider.create(plain(news)),
+        )
         outputs = self._outputs(reg, news, result.outs or {})
         state = self._state(reg, id_=str(result.id or ""), inputs=news, outputs=outputs)
         if not state.id:
@@ -216,8 +246,22 @@ class Deployment:
             self.pending_deletes.append(replacing)
         else:
             self.store.put_resource(self.stack, state, clear_operation=operation)
+        self._take_back(reg.name, state)
         self._record(step, "done")
         return state.id, outputs
+
+    def _take_back(self, name: str, state: ResourceState) -> None:
+        """A resource an earlier destroy kept is in the state again: its provider's create
+        adopted what was there, unless it was made somewhere else."""
+        kept = self.kept.pop(state.urn, None)
+        if kept is None:
+            return
+        self.store.forget_kept(self.stack, state.urn)
+        if kept.resource.id != state.id:
+            self.warnings.append(
+                f"{name}: what an earlier destroy kept ({kept.held}) is not where it is now "
+                f"({state.id}); it is left as it was"
+            )
 
     def _update(
         self,
@@ -231,14 +275,22 @@ class Deployment:
         if self.preview:
             self._record(step)
             return old.id, _preview_outputs(news, old)
-        operation = self.store.begin_operation(self.stack, reg.urn, "update", news)
-        result = provider.update(old.id, plain(old.outputs), plain(news))
+        operation, result = provider_call(
+            self.store,
+            self.stack,
+            reg.urn,
+            "update",
+            news,
+            lambda: provider.update(old.id, plain(old.outputs), plain(news)),
+        )
         outputs = self._outputs(reg, news, result.outs or {})
         self.store.put_resource(
             self.stack,
             self._state(reg, id_=old.id, inputs=news, outputs=outputs),
             clear_operation=operation,
         )
+        if step.data_move is not None:
+            self.warnings.append(_moved(reg.name, step.data_move))
         self._record(step, "done")
         return old.id, outputs
 
@@ -302,8 +354,14 @@ class Deployment:
                     f"{resource.name} is protected and no longer in the program; put it back, "
                     "or set protect=False and run `mlinfra up` before removing it"
                 )
-        for resource in delete_order(gone + self.pending_deletes):
+        doomed = [(r, data_held_by(r)) for r in delete_order(gone + self.pending_deletes)]
+        at_risk = [(resource, held) for resource, held in doomed if held is not None]
+        if at_risk and not self.preview and not self.delete_data:
+            first, first_held = at_risk[0]
+            raise _refusal(first.name, first_held, replaced=first.pending_delete)
+        for resource, held in doomed:
             step = Step(urn=resource.urn, type=resource.type, name=resource.name, op=Op.DELETE)
+            step.data_at_risk = held
             if resource.pending_delete:
                 step.name = f"{resource.name} (replaced)"
             self._emit(step, "start")
@@ -322,12 +380,63 @@ class Deployment:
 
 def delete_resource(store: SqliteStateStore, stack: str, resource: ResourceState) -> None:
     """Delete through the provider (unless retained), recording intent first."""
-    operation = store.begin_operation(stack, resource.urn, "delete", resource.inputs)
-    if resource.custom and not resource.retain_on_delete:
-        provider = load_provider(resource.outputs or resource.inputs, resource.name)
-        provider.delete(resource.id, plain(resource.outputs))
+
+    def delete() -> None:
+        if resource.custom and not resource.retain_on_delete:
+            provider = load_provider(resource.outputs or resource.inputs, resource.name)
+            provider.delete(resource.id, plain(resource.outputs))
+
+    operation, _ = provider_call(store, stack, resource.urn, "delete", resource.inputs, delete)
     store.remove_resource(
         stack, resource.urn, pending_delete=resource.pending_delete, clear_operation=operation
+    )
+
+
+def provider_call(
+    store: SqliteStateStore,
+    stack: str,
+    urn: str,
+    kind: str,
+    inputs: dict[str, Any],
+    call: Callable[[], T],
+) -> tuple[int, T]:
+    """Run one provider call inside its pending-operation record. A call that raised has ended
+    (the provider cleans up after a failure), so its record goes; only a call cut off by a
+    crash leaves one for the next run to reconcile."""
+    operation = store.begin_operation(stack, urn, kind, inputs)
+    try:
+        return operation, call()
+    except Exception:
+        store.end_operation(operation)
+        raise
+
+
+def data_held_by(resource: ResourceState) -> HeldData | None:
+    """What deleting `resource` would lose, read live from its provider; nothing when it is
+    retained on delete or its provider does not say."""
+    props = resource.outputs or resource.inputs
+    if not resource.custom or resource.retain_on_delete or PROVIDER_KEY not in props:
+        return None
+    provider = load_provider(props, resource.name)
+    return held_data(provider, resource.id, plain(resource.outputs))
+
+
+def _refusal(name: str, held: HeldData, *, replaced: bool) -> ProtectedResourceError:
+    if replaced:
+        return ProtectedResourceError(
+            f"{name} holds {held} and would be replaced, which deletes what it holds; undo "
+            "the change that forces the replacement, or pass `mlinfra up --delete-data`"
+        )
+    return ProtectedResourceError(
+        f"{name} holds {held} and is no longer in the program; put it back, or run "
+        "`mlinfra up --delete-data` to delete it and what it holds"
+    )
+
+
+def _moved(name: str, move: DataMove) -> str:
+    return (
+        f"{name} moved {move.what} from {move.source} to {move.target}; {move.source} is left "
+        f"as it was: remove it once you have checked {move.target}"
     )
 
 

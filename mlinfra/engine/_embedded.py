@@ -13,6 +13,7 @@ from .._identity import git_state
 from ..config import Environment, using_environment
 from ..errors import DeploymentError, MlinfraError
 from ..state import (
+    KeptResource,
     LockHolder,
     PendingOperation,
     ResourceState,
@@ -22,6 +23,7 @@ from ..state import (
     open_state,
     plain,
 )
+from ._data import HeldData, allowing_data_loss
 from ._diff import diff_properties
 from ._types import DriftReport, EventSink, Op, RunResult, Step, StepEvent, count_ops
 
@@ -67,6 +69,21 @@ class EmbeddedEngine:
     def lock_holder(self) -> LockHolder | None:
         return self.store.lock_holder(self.stack)
 
+    def kept(self) -> list[KeptResource]:
+        return self.store.kept(self.stack)
+
+    def data_at_risk(self) -> dict[str, HeldData]:
+        """What deleting each resource would lose, by name, asked live of the providers."""
+        from ._deployment import data_held_by
+
+        self._make_providers_importable()
+        found = {}
+        for resource in self.store.resources(self.stack):
+            held = data_held_by(resource)
+            if held is not None:
+                found[_step_name(resource)] = held
+        return found
+
     # Changes
 
     def preview(self, *, on_event: EventSink | None = None) -> RunResult:
@@ -83,30 +100,39 @@ class EmbeddedEngine:
         refresh: bool = False,
         force_unlock: bool = False,
         on_event: EventSink | None = None,
+        delete_data: bool = False,
     ) -> RunResult:
         started = time.perf_counter()
-        with self._update("up", force_unlock) as record:
+        with self._update("up", force_unlock) as record, allowing_data_loss(delete_data):
             interrupted = self._reconcile()
             if refresh:
                 self._refresh(apply=True)
             from ._deployment import Deployment
 
-            deployment = Deployment(self.store, self.stack, preview=False, on_event=on_event)
+            deployment = Deployment(
+                self.store, self.stack, preview=False, on_event=on_event, delete_data=delete_data
+            )
             record["steps"] = deployment.steps
             self._run(deployment)
             # A re-declared resource was created again (providers adopt what a killed create
             # left); one the program dropped in the meantime may have left something behind.
             dropped = [op for op in interrupted if op.urn not in deployment.registered]
             result = self._result("up", deployment.steps, deployment.outputs, started)
-            result.warnings = [_interrupted_create(op) for op in dropped]
+            result.warnings = [*deployment.warnings, *(_interrupted_create(op) for op in dropped)]
             return result
 
     def destroy(
-        self, *, force_unlock: bool = False, on_event: EventSink | None = None
+        self,
+        *,
+        force_unlock: bool = False,
+        on_event: EventSink | None = None,
+        delete_data: bool = False,
     ) -> RunResult:
+        """Delete every resource; one holding data is kept (out of the state, its data in
+        place) unless `delete_data`, which also deletes what earlier destroys kept."""
         started = time.perf_counter()
         steps: list[Step] = []
-        with self._update("destroy", force_unlock) as record:
+        with self._update("destroy", force_unlock) as record, allowing_data_loss(delete_data):
             record["steps"] = steps
             interrupted = self._reconcile()
             resources = self.store.resources(self.stack)
@@ -116,25 +142,53 @@ class EmbeddedEngine:
                     f"cannot destroy: {', '.join(protected)} protected; set protect=False and "
                     "run `mlinfra up` first"
                 )
-            from ._deployment import delete_order, delete_resource
+            from ._deployment import data_held_by, delete_order
 
             self._make_providers_importable()
+            earlier = self.store.kept(self.stack)
             for resource in delete_order(resources):
+                held = data_held_by(resource)
+                keep = held is not None and not delete_data
+                step = Step(
+                    urn=resource.urn,
+                    type=resource.type,
+                    name=_step_name(resource),
+                    op=Op.KEEP if keep else Op.DELETE,
+                    data_at_risk=held,
+                )
+                with _destroy_step(step, on_event, steps):
+                    self._remove(resource, kept_for=held if keep else None)
+            for kept in earlier if delete_data else ():
+                resource = kept.resource
                 step = Step(urn=resource.urn, type=resource.type, name=resource.name, op=Op.DELETE)
-                _emit(on_event, step, "start")
-                try:
-                    delete_resource(self.store, self.stack, resource)
-                except Exception as exc:
-                    step.error = str(exc)
-                    _emit(on_event, step, "failed")
-                    raise DeploymentError(f"deleting {resource.name} failed: {exc}") from exc
-                steps.append(step)
-                _emit(on_event, step, "done")
+                with _destroy_step(step, on_event, steps):
+                    self._delete_kept(kept)
             self.store.set_outputs(self.stack, {})
         _remove_empty_folders(self.env.env_dir, stop_at=self.env.state_dir)
         result = self._result("destroy", steps, {}, started)
-        result.warnings = [_interrupted_create(op) for op in interrupted]
+        still_kept = [] if delete_data else earlier
+        result.warnings = [
+            *(_kept_warning(s.name, str(s.data_at_risk)) for s in steps if s.op is Op.KEEP),
+            *(_kept_warning(k.resource.name, k.held) for k in still_kept),
+            *(_interrupted_create(op) for op in interrupted),
+        ]
         return result
+
+    def _remove(self, resource: ResourceState, *, kept_for: HeldData | None) -> None:
+        """Delete a resource, or keep it (out of the state) for the data it holds."""
+        from ._deployment import delete_resource
+
+        if kept_for is not None:
+            self.store.keep_resource(self.stack, resource, held=str(kept_for))
+        else:
+            delete_resource(self.store, self.stack, resource)
+
+    def _delete_kept(self, kept: KeptResource) -> None:
+        """Delete what an earlier destroy kept, through its provider."""
+        from ._deployment import delete_resource
+
+        delete_resource(self.store, self.stack, kept.resource)
+        self.store.forget_kept(self.stack, kept.resource.urn)
 
     def refresh(self, *, apply: bool = False, force_unlock: bool = False) -> list[DriftReport]:
         """Read every resource through its provider and say what changed out of band."""
@@ -180,6 +234,8 @@ class EmbeddedEngine:
                 raise DeploymentError(
                     f"the stack program {project.stack_dir} failed: {type(exc).__name__}: {exc}"
                 ) from exc
+        if deployment.refusals:
+            raise deployment.refusals[0]
         if deployment.failures:
             first = deployment.failures[0]
             verb = "preview" if deployment.preview else first.op.value
@@ -188,7 +244,8 @@ class EmbeddedEngine:
 
     @contextmanager
     def _update(self, kind: str, force_unlock: bool) -> Iterator[dict[str, Any]]:
-        """Hold the stack's lock and write the history record around a change."""
+        """Hold the stack's lock, back the state up and write the history record around a
+        change; Ctrl-C is recorded as `interrupted`, anything else that stops it as `failed`."""
         store = self.store
         store.acquire_lock(self.stack, f"mlinfra {kind} --env {self.env.name}", force=force_unlock)
         record: dict[str, Any] = {"steps": []}
@@ -196,10 +253,17 @@ class EmbeddedEngine:
             commit, dirty = git_state(self.env.project.root, untracked=False)
             update_id = store.start_update(self.stack, kind, commit=commit or "", dirty=bool(dirty))
             try:
+                store.back_up(update_id)
                 yield record
             except BaseException as exc:
                 summary = count_ops(record["steps"])
-                store.finish_update(update_id, result="failed", summary=summary, error=str(exc))
+                interrupted = isinstance(exc, KeyboardInterrupt)
+                store.finish_update(
+                    update_id,
+                    result="interrupted" if interrupted else "failed",
+                    summary=summary,
+                    error="interrupted (Ctrl-C)" if interrupted else str(exc),
+                )
                 raise
             store.finish_update(update_id, result="succeeded", summary=count_ops(record["steps"]))
         finally:
@@ -287,6 +351,31 @@ def _interrupted_create(operation: PendingOperation) -> str:
         f"a create of {name} was interrupted before it was recorded and the program no longer "
         f"declares it; what it made may remain: {asked}"
     )
+
+
+def _kept_warning(name: str, held: str) -> str:
+    return (
+        f"kept {name}: it holds {held}; `mlinfra up` takes it back, "
+        "`mlinfra destroy --delete-data` deletes it"
+    )
+
+
+def _step_name(resource: ResourceState) -> str:
+    return f"{resource.name} (replaced)" if resource.pending_delete else resource.name
+
+
+@contextmanager
+def _destroy_step(step: Step, on_event: EventSink | None, steps: list[Step]) -> Iterator[None]:
+    """Report one step of a destroy as it starts and ends; a failure stops the destroy."""
+    _emit(on_event, step, "start")
+    try:
+        yield
+    except Exception as exc:
+        step.error = str(exc)
+        _emit(on_event, step, "failed")
+        raise DeploymentError(f"deleting {step.name} failed: {exc}") from exc
+    steps.append(step)
+    _emit(on_event, step, "done")
 
 
 def _emit(on_event: EventSink | None, step: Step, phase: str) -> None:

@@ -8,11 +8,13 @@ gRPC server.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import runpy
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,6 +39,10 @@ __all__ = [
 
 STACK_TYPE = "pulumi:pulumi:Stack"
 _log = logging.getLogger("mlinfra.engine")
+_INT_KEY = "__mlinfra_int__"
+_answering = contextvars.ContextVar("mlinfra_answering", default=False)
+"""Set on a monitor thread while it serializes outputs for the program, which reads them with
+the SDK's own decoding: no tagged ints there."""
 
 
 @dataclass(frozen=True)
@@ -97,7 +103,7 @@ class EngineMonitor(MockMonitor):
             name=request.name,
             parent=request.parent,
             custom=bool(request.custom),
-            inputs=rpc.deserialize_properties(request.object, keep_unknowns=True),
+            inputs=_restore_ints(rpc.deserialize_properties(request.object, keep_unknowns=True)),
             dependencies=sorted(set(request.dependencies)),
             protect=bool(request.protect),
             ignore_changes=list(request.ignoreChanges),
@@ -114,13 +120,17 @@ class EngineMonitor(MockMonitor):
             # Reported as the engine does: the SDK marks the outputs unknown and the program
             # goes on, so resources that do not depend on this one are still applied.
             return resource_pb2.RegisterResourceResponse(urn=urn, result=resource_pb2.Result.FAIL)
-        payload = _sync_await(rpc.serialize_properties(outputs, {}))
+        token = _answering.set(True)
+        try:
+            payload = _sync_await(rpc.serialize_properties(outputs, {}))
+        finally:
+            _answering.reset(token)
         return resource_pb2.RegisterResourceResponse(urn=urn, id=id_, object=payload)
 
     def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802
         if request.urn == self._stack_urn:
             outputs = rpc.deserialize_properties(request.outputs, keep_unknowns=True)
-            self._registrar.set_stack_outputs(dict(outputs))
+            self._registrar.set_stack_outputs(dict(_restore_ints(outputs)))
         return super().RegisterResourceOutputs(request)
 
     def ReadResource(self, request: Any) -> Any:  # noqa: N802
@@ -172,7 +182,8 @@ def run_program(
         ThreadPoolExecutor(thread_name_prefix="mlinfra-register", initializer=give_thread_a_loop)
     )
     try:
-        loop.run_until_complete(run_in_stack(_runner(main)))
+        with _keeping_ints():
+            loop.run_until_complete(run_in_stack(_runner(main)))
     finally:
         loop.run_until_complete(loop.shutdown_default_executor())
         loop.close()
@@ -199,6 +210,38 @@ def ensure_importable(folders: list[Path]) -> None:
     for folder in folders:
         if str(folder) not in sys.path:
             sys.path.insert(0, str(folder))
+
+
+@contextmanager
+def _keeping_ints() -> Iterator[None]:
+    """The SDK sends every number as a protobuf double, so a port 8921 would reach the engine
+    as 8921.0 (and an int above 2**53 rounded). While a program runs, the ints it declares are
+    sent as tagged strings instead, which `_restore_ints` turns back: the state and the
+    providers get what the program said, ints as ints and floats as floats."""
+    send = rpc.serialize_property
+
+    async def send_keeping_ints(value: Any, *args: Any, **kwargs: Any) -> Any:
+        as_protobuf = kwargs.get("return_protobuf_value", len(args) > 7 and args[7])
+        if type(value) is int and not as_protobuf and not _answering.get():
+            return {_INT_KEY: str(value)}
+        return await send(value, *args, **kwargs)
+
+    rpc.serialize_property = send_keeping_ints  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        rpc.serialize_property = send  # type: ignore[assignment]
+
+
+def _restore_ints(value: Any) -> Any:
+    if isinstance(value, dict):
+        tagged = value.get(_INT_KEY)
+        if len(value) == 1 and isinstance(tagged, str):
+            return int(tagged)
+        return {key: _restore_ints(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_restore_ints(item) for item in value]
+    return value
 
 
 def _runner(main: Path) -> Callable[[], None]:

@@ -31,8 +31,9 @@ from ..errors import (
     StateError,
     StateLockedError,
 )
-from ..state import PASSPHRASE_ENV, LockHolder, ResourceState, UpdateRecord
+from ..state import PASSPHRASE_ENV, KeptResource, LockHolder, ResourceState, UpdateRecord
 from . import missing_cli_message
+from ._data import HeldData, allowing_data_loss
 from ._program import ensure_importable, program_file
 from ._pulumi_translate import (
     GENERIC_FAILURES,
@@ -105,6 +106,14 @@ class PulumiEngine:
         files = self._lock_files()
         return lock_holder_from_file(files[0]) if files else None
 
+    def data_at_risk(self) -> dict[str, HeldData]:
+        """Not known ahead here: Pulumi runs the providers, whose own delete refuses."""
+        return {}
+
+    def kept(self) -> list[KeptResource]:
+        """Pulumi keeps no record of what it leaves behind."""
+        return []
+
     # Changes
 
     def preview(self, *, on_event: EventSink | None = None) -> RunResult:
@@ -122,27 +131,33 @@ class PulumiEngine:
         refresh: bool = False,
         force_unlock: bool = False,
         on_event: EventSink | None = None,
+        delete_data: bool = False,
     ) -> RunResult:
         started = time.perf_counter()
         self._main()
         self._unlock(force_unlock)
         stack = self._stack_to_change()
         events = StepCollector(on_event)
-        with self._errors(events):
+        # The CLI, and the provider process it starts, inherit the consent to delete data.
+        with self._errors(events), allowing_data_loss(delete_data):
             result = stack.up(
                 refresh=refresh, on_event=events, color="never", message=self._message("up")
             )
         return self._result("up", events, wrapped_outputs(result.outputs), started)
 
     def destroy(
-        self, *, force_unlock: bool = False, on_event: EventSink | None = None
+        self,
+        *,
+        force_unlock: bool = False,
+        on_event: EventSink | None = None,
+        delete_data: bool = False,
     ) -> RunResult:
         started = time.perf_counter()
         self._unlock(force_unlock)
         stack = self._existing_stack()
         events = StepCollector(on_event)
         if stack is not None:
-            with self._errors(events):
+            with self._errors(events), allowing_data_loss(delete_data):
                 stack.destroy(on_event=events, color="never", message=self._message("destroy"))
         return self._result("destroy", events, {}, started)
 

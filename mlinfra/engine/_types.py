@@ -7,9 +7,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from ._data import DataMove, HeldData
+
 __all__ = [
+    "DataMove",
     "DriftReport",
     "EventSink",
+    "HeldData",
     "Op",
     "PropertyDiff",
     "RunResult",
@@ -25,6 +29,8 @@ class Op(StrEnum):
     UPDATE = "update"
     REPLACE = "replace"
     DELETE = "delete"
+    KEEP = "keep"
+    """`destroy` left it in place for the data it holds: out of the state, not deleted."""
     REFRESH = "refresh"
 
 
@@ -47,6 +53,10 @@ class Step:
     op: Op
     diffs: list[PropertyDiff] = field(default_factory=list)
     error: str = ""
+    data_at_risk: HeldData | None = None
+    """On a delete, replace or keep: the data the resource holds (its provider said so)."""
+    data_move: DataMove | None = None
+    """On an update: the data it carries to a new place."""
 
     @property
     def label(self) -> str:

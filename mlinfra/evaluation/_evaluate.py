@@ -1,8 +1,13 @@
-"""`evaluate()`: a registered version's metrics on evaluation data, judged by gates, reported."""
+"""`evaluate()`: a registered version's metrics on evaluation data, judged by gates, reported.
+
+The data is checked first against the schema each scored version was trained on, with the rules
+training uses (mlinfra.data), so data that no longer fits is a DataValidationError naming the
+rule and column, not a failure inside scikit-learn.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -77,19 +82,26 @@ def evaluate(
 
     The report is stored in the registry with the version; call `raise_if_failed()` on it to
     turn failed gates into GateFailedError. An `against` alias that does not exist yet means
-    there is no champion: relative gates are then skipped, and the report says so.
+    there is no champion: relative gates are then skipped, and the report says so. Data that
+    does not fit the schema a scored version was trained on raises DataValidationError.
     """
     from ..data import data_hash
 
     slices = dict(slices or {})
     parsed = [parse_gate(text, task=version.task, slices=slices) for text in gates]  # type: ignore[arg-type]
     masks = _slice_masks(features, slices)
-    candidate = _measure(registry.load(version), version.task, features, target, masks)
+    model, inputs = _checked_model(registry, version, features, target, data_source)
     champion_version = _champion(registry, version, against, env)
+    champion_checked = None
+    if champion_version is not None:  # checked before anything is measured
+        champion_checked = _checked_model(
+            registry, champion_version, features, target, data_source, role=against
+        )
+    candidate = _measure(model, version.task, inputs, target, masks)
     champion = None
-    if champion_version is not None:
-        estimator = registry.load(champion_version)
-        champion = _measure(estimator, champion_version.task, features, target, masks)
+    if champion_version is not None and champion_checked is not None:
+        champion_model, champion_inputs = champion_checked
+        champion = _measure(champion_model, champion_version.task, champion_inputs, target, masks)
     results = []
     for gate in parsed:
         mine = candidate[gate.slice]["metrics"] if gate.slice else candidate[None]
@@ -152,6 +164,66 @@ def _champion(
         if against != "champion":
             raise
         return None
+
+
+def _checked_model(
+    registry: Registry,
+    version: ModelVersion,
+    features: pandas.DataFrame,
+    target: pandas.Series,
+    data_source: str,
+    *,
+    role: str | None = None,
+) -> tuple[Any, pandas.DataFrame]:
+    """The version's model and the features it takes (its training columns, in their order),
+    once the data passed training's checks against the schema the version was trained on."""
+    from ..data import DatasetSchema, DataValidationError, validate_data
+
+    estimator = registry.load(version)
+    stored = registry.schema(version)
+    if not stored:
+        return estimator, features
+    schema = DatasetSchema.model_validate(stored)
+    report = validate_data(
+        features,
+        target,
+        reference=schema,
+        task=version.task,  # type: ignore[arg-type]
+        takes_nulls=_nulls_probe(estimator, features, schema.names),
+    )
+    if report.errors:
+        named = version.ref if role is None else f"{version.ref} ({role})"
+        raise DataValidationError(
+            report,
+            f"evaluation data ({data_source}) does not fit the schema {named} was trained on: "
+            f"{report.error_details()}; nothing was evaluated",
+        )
+    return estimator, features[schema.names]
+
+
+def _nulls_probe(
+    estimator: Any, features: pandas.DataFrame, columns: list[str]
+) -> Callable[[str], bool]:
+    """Whether the model predicts with a value missing in a column, tried on a complete row of
+    the data with that value taken from a row where it is missing. Estimator tags cannot tell:
+    a Pipeline that imputes says it takes no NaN."""
+
+    def predicts(rows: pandas.DataFrame) -> bool:
+        try:
+            estimator.predict(rows[columns])
+        except Exception:  # noqa: BLE001 - whatever the model raises, it cannot take these rows
+            return False
+        return True
+
+    complete = features.dropna().head(1)
+
+    def takes(column: str) -> bool:
+        if complete.empty or not features.columns.is_unique or not predicts(complete):
+            return True  # nothing to compare with: the share of missing values decides
+        missing = features.loc[features[column].isna(), column].head(1)
+        return predicts(complete.assign(**{column: missing.set_axis(complete.index)}))
+
+    return takes
 
 
 def _slice_masks(features: pandas.DataFrame, slices: Mapping[str, str]) -> dict[str, Any]:

@@ -36,11 +36,31 @@ class EvaluationReport:
 
     def raise_if_failed(self) -> None:
         if self.failures:
-            listed = "; ".join(f"{gate.gate} ({gate.detail})" for gate in self.failures)
-            where = f" (report {self.report_id} in the registry)" if self.report_id else ""
-            raise GateFailedError(
-                f"{self.model} v{self.version} failed {len(self.failures)} gate(s){where}: {listed}"
-            )
+            raise GateFailedError(self.failure_message())
+
+    def failure_message(self) -> str:
+        """One line naming each failed gate and by how much it missed."""
+        listed = "; ".join(f"{gate.gate} ({gate.detail})" for gate in self.failures)
+        where = f" (report {self.report_id} in the registry)" if self.report_id else ""
+        return f"{self.model} v{self.version} failed {len(self.failures)} gate(s){where}: {listed}"
+
+    @classmethod
+    def from_dict(cls, body: dict[str, Any], *, report_id: int | None = None) -> EvaluationReport:
+        """The report as `to_dict` wrote it (a report stored in the registry)."""
+        return cls(
+            model=body["model"],
+            version=body["version"],
+            env=body["env"],
+            task=body["task"],
+            created_at=body["created_at"],
+            data=body["data"],
+            metrics=body["metrics"],
+            gates=[GateResult(**gate) for gate in body["gates"]],
+            against=body.get("against"),
+            champion_metrics=body.get("champion_metrics"),
+            slices=body.get("slices") or {},
+            report_id=report_id if report_id is not None else body.get("report_id"),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {

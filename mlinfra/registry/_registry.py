@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any
 from .._identity import current_user
 from ..errors import ConfigError
 from ._artifacts import ArtifactStore
-from ._errors import ModelNotFoundError, RegistryNotFoundError, UntrustedArtifactError
+from ._errors import ModelNotFoundError, RegistryNotFoundError
 from ._sqlite import SqliteStore
 from ._store import MetadataStore
-from ._trust import load_model, untrusted_types
+from ._trust import load_model, refuse_untrusted
 from ._types import (
     ALIAS_PATTERN,
     AliasEvent,
@@ -86,12 +86,7 @@ class Registry:
 
         A crash before the commit leaves at most unreferenced blobs, never a partial version.
         """
-        refused = untrusted_types(new.model_bytes, new.trusted_types)
-        if refused:
-            raise UntrustedArtifactError(
-                f"model {new.model!r} holds types that are not trusted: {', '.join(refused)}; "
-                "if they are your own classes, list them in [models.NAME] trusted_types"
-            )
+        refuse_untrusted(new.model_bytes, new.trusted_types, model=new.model)
         artifact = self._artifacts.put(new.model_bytes)
         reference = (
             None if new.reference_sample is None else self._artifacts.put(new.reference_sample)

@@ -17,7 +17,7 @@ __all__ = ["Transfer", "copy_version", "same_registry"]
 @dataclass(frozen=True)
 class Transfer:
     """Where a version landed; `copied` is False when the target already held it (a shared
-    registry, or an earlier copy of the very same artifact)."""
+    registry, or an earlier copy of this version)."""
 
     version: ModelVersion
     copied: bool
@@ -40,13 +40,13 @@ def copy_version(
     importances, validation, search), metrics, params, tags and reports into `target`, numbered
     there as the next version; its lineage gains `origin` (registry, env, version, artifact).
 
-    Idempotent: a version whose artifact the target already holds is not copied twice.
+    Idempotent: a version the target already holds a copy of is not copied twice.
     """
     if same_registry(source, target):
         return Transfer(version=version, copied=False)
-    held = target.find_by_artifact(version.model, version.artifact_sha256)
-    if held:
-        return Transfer(version=_prefer_origin(held, source, version), copied=False)
+    earlier = _earlier_copy(target, source, version)
+    if earlier is not None:
+        return Transfer(version=earlier, copied=False)
     model_bytes = source.artifact(version)  # refused if missing or tampered
     origin: dict[str, Any] = {
         "registry": str(Path(source.root).resolve()),
@@ -85,13 +85,12 @@ def copy_version(
     return Transfer(version=copied, copied=True)
 
 
-def _prefer_origin(
-    held: list[ModelVersion], source: Registry, version: ModelVersion
-) -> ModelVersion:
-    """Of the target's versions with the same bytes, the one copied from this very version."""
+def _earlier_copy(target: Registry, source: Registry, version: ModelVersion) -> ModelVersion | None:
+    """The target's copy of this very version, made before; versions that merely hold the same
+    bytes are other versions (their lineage differs) and are copied in their own right."""
     root = str(Path(source.root).resolve())
-    for candidate in held:
+    for candidate in target.find_by_artifact(version.model, version.artifact_sha256):
         origin = candidate.lineage.get("origin") or {}
         if origin.get("registry") == root and origin.get("version") == version.version:
             return candidate
-    return held[0]
+    return None

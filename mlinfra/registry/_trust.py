@@ -14,9 +14,12 @@ from typing import Any
 
 from ._errors import ArtifactRefusedError, UntrustedArtifactError
 
-__all__ = ["dump_model", "load_model", "untrusted_types"]
+__all__ = ["dump_model", "load_model", "refuse_untrusted", "untrusted_types"]
 
 _IMPLICITLY_TRUSTED_PACKAGES = ("sklearn",)
+# A dtype is a type descriptor rebuilt from its name; scikit-learn's own estimators hold them
+# (SimpleImputer, OneHotEncoder), so refusing it would refuse ordinary pipelines.
+_IMPLICITLY_TRUSTED_NAMES = frozenset({"numpy.dtype"})
 
 
 def dump_model(estimator: Any) -> bytes:
@@ -29,12 +32,28 @@ def untrusted_types(data: bytes, trusted: Iterable[str] = ()) -> list[str]:
     """Types in `data` that neither skops, scikit-learn's own classes, nor `trusted` vouch for."""
     import skops.io
 
-    allowed = set(trusted)
+    allowed = set(trusted) | _IMPLICITLY_TRUSTED_NAMES
     try:
         flagged = skops.io.get_untrusted_types(data=data)
     except Exception as exc:  # skops raises zip, JSON and key errors for unreadable files
         raise ArtifactRefusedError(f"artifact is not a readable skops file: {exc}") from exc
-    return [name for name in flagged if name not in allowed and not _library_class(name)]
+    return [
+        name
+        for name in flagged
+        if name not in allowed
+        and name not in _IMPLICITLY_TRUSTED_NAMES
+        and not _library_class(name)
+    ]
+
+
+def refuse_untrusted(data: bytes, trusted: Iterable[str], *, model: str) -> None:
+    """Raise UntrustedArtifactError naming what model `model` holds beyond the trust policy."""
+    refused = untrusted_types(data, trusted)
+    if refused:
+        raise UntrustedArtifactError(
+            f"model {model!r} holds types that are not trusted: {', '.join(refused)}; if they "
+            f"are your own classes, list them in [models.{model}] trusted_types"
+        )
 
 
 def load_model(data: bytes, trusted: Iterable[str] = ()) -> Any:

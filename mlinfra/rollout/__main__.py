@@ -7,6 +7,7 @@ import logging
 import os
 from pathlib import Path
 
+from .._code_paths import add_code_path_option, put_first_on_path
 from ..errors import MlinfraError
 from . import TOKEN_VARIABLE, Target, drive
 
@@ -16,7 +17,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--registry", type=Path, required=True)
     parser.add_argument("--env", required=True)
     parser.add_argument("--url", required=True, help="the env's serving URL, for /metrics")
+    add_code_path_option(parser)
     args = parser.parse_args(argv)
+    put_first_on_path(args.code_paths)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per /metrics read
     target = Target(

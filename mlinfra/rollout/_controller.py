@@ -4,6 +4,11 @@ Each change is a transition: (1) check the new version loads (sha256, trusted ty
 (2) record the alias moves it owes in `pending.json`; (3) write the deployment table and wait
 until every server worker has loaded it, or put the old table back if one refused; (4) move the
 registry aliases and append to the history. A crash after (2) is finished by the next command.
+
+Whether a version may be released at all is decided before, by the caller
+(`mlinfra.evaluation.check_release`, which reads the env's gates from mlinfra.toml); the
+`Clearance` it gives is checked against the version, kept with the rollout, and an override in
+it is named in the alias moves it leads to.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import ConfigError, DeploymentError, MlinfraError, ValidationError
+from ..evaluation import Clearance
 from ..serving import (
     Deployment,
     WorkerAck,
@@ -245,9 +251,13 @@ def begin(
     mode: Literal["split", "shadow"] = "split",
     sticky_header: str | None = None,
     actor: str | None = None,
+    clearance: Clearance | None = None,
 ) -> Rollout | Deployment:
     """Serve version `ref` at once (no steps, or nothing served yet), or start a canary rollout
-    at its first step; returns the new table, or the started rollout."""
+    at its first step; returns the new table, or the started rollout.
+
+    `clearance` (for this version in this env) is recorded with the deploy or the rollout.
+    """
     actor = _actor(actor)
     store = target.store
     with store.locked():
@@ -259,20 +269,25 @@ def begin(
                 f"{target.env!r}; run `mlinfra promote` or `mlinfra abort` first"
             )
         name, version = _verified(target, model, ref)
+        _check_clearance(clearance, target, name, version)
         table = read_deployment(target.directory)
         serving = table.stable if table is not None and table.model == name else None
         if serving == version:
             raise DeploymentError(f"{name} v{version} is already serving in env {target.env!r}")
         if steps is None or serving is None:
+            why = "deployed directly" + _note(clearance)
+            event = {"action": "deploy", "model": name, "from": serving, "to": version}
+            if clearance is not None:
+                event["gates"] = clearance.grounds
             return switch(
                 target,
                 model=name,
                 stable=version,
                 moves=[
-                    AliasMove(alias=CHAMPION, version=version, reason="deployed directly"),
-                    AliasMove(alias=CHALLENGER, version=None, reason="deployed directly"),
+                    AliasMove(alias=CHAMPION, version=version, reason=why),
+                    AliasMove(alias=CHALLENGER, version=None, reason=why),
                 ],
-                event={"action": "deploy", "model": name, "from": serving, "to": version},
+                event=event,
                 actor=actor,
             )
         rollout = Rollout(
@@ -287,10 +302,41 @@ def begin(
             mode=mode,
             sticky_header=sticky_header,
             actor=actor,
+            clearance=clearance,
         )
         _serve_step(target, rollout, reason=f"canary at {rollout.weight}%")
         store.save(rollout)
         return rollout
+
+
+def _check_clearance(clearance: Clearance | None, target: Target, model: str, version: int) -> None:
+    """A clearance speaks for one version in one env, judged against the champion of the time;
+    refuse one given for another, or one whose champion has moved since (a concurrent deploy)."""
+    if clearance is None:
+        return
+    if (clearance.model, clearance.version, clearance.env) != (model, version, target.env):
+        raise DeploymentError(
+            f"the gate clearance is for {clearance.model} v{clearance.version} in env "
+            f"{clearance.env!r}, not {model} v{version} in env {target.env!r}; check it again"
+        )
+    if not clearance.gates:
+        return
+    from ..registry import Registry
+
+    with Registry.open(target.registry) as registry:
+        champion = registry.aliases(model, env=target.env).get(CHAMPION)
+    if champion != clearance.against:
+        now, then = (
+            "none" if number is None else f"v{number}" for number in (champion, clearance.against)
+        )
+        raise DeploymentError(
+            f"the champion of env {target.env!r} is {now} now, but v{version}'s gates were "
+            f"checked against {then}; run the command again to check them against {now}"
+        )
+
+
+def _note(clearance: Clearance | None) -> str:
+    return "" if clearance is None else clearance.note
 
 
 def _serve_step(target: Target, rollout: Rollout, *, reason: str) -> None:
@@ -302,7 +348,11 @@ def _serve_step(target: Target, rollout: Rollout, *, reason: str) -> None:
         weight=0 if rollout.mode == "shadow" else rollout.weight,
         mode=rollout.mode,
         sticky_header=rollout.sticky_header,
-        moves=[AliasMove(alias=CHALLENGER, version=rollout.canary, reason=reason)],
+        moves=[
+            AliasMove(
+                alias=CHALLENGER, version=rollout.canary, reason=reason + _note(rollout.clearance)
+            )
+        ],
         event={
             "action": "step",
             "rollout": rollout.id,
@@ -371,9 +421,8 @@ def _end(
     }
     moves = [AliasMove(alias=CHALLENGER, version=None, reason=f"{phase}: {reason}")]
     if phase == "promoted":
-        moves.insert(
-            0, AliasMove(alias=CHAMPION, version=rollout.canary, reason=f"promoted: {reason}")
-        )
+        why = f"promoted: {reason}{_note(rollout.clearance)}"
+        moves.insert(0, AliasMove(alias=CHAMPION, version=rollout.canary, reason=why))
     switch(
         target, model=rollout.model, stable=winner, moves=moves, event=event, actor=rollout.actor
     )
@@ -385,13 +434,23 @@ def _end(
 
 
 def promote(
-    target: Target, *, reason: str = "promoted by hand", actor: str | None = None
+    target: Target,
+    *,
+    reason: str = "promoted by hand",
+    actor: str | None = None,
+    clearance: Clearance | None = None,
 ) -> Rollout:
-    """End the running rollout now, with the canary taking all traffic."""
+    """End the running rollout now, with the canary taking all traffic.
+
+    `clearance`, checked again for the canary just now, replaces the one it started with.
+    """
     with target.store.locked():
         recover(target)
         rollout = active_rollout(target.store)
+        _check_clearance(clearance, target, rollout.model, rollout.canary)
         rollout.actor = _actor(actor)
+        if clearance is not None:
+            rollout.clearance = clearance
         return _end(target, rollout, "promoted", reason)
 
 

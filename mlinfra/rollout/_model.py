@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..errors import ConfigError
+from ..evaluation import Clearance
 
 __all__ = [
     "DEFAULT_STEPS",
@@ -121,6 +122,9 @@ class Rollout(BaseModel):
     reason: str | None = None
     results: list[StepResult] = Field(default_factory=list)
     actor: str
+    clearance: Clearance | None = Field(
+        default=None, description="why the canary may take traffic: its gates, or an override"
+    )
     controller_pid: int | None = None
     started_at: datetime = Field(default_factory=_now)
     finished_at: datetime | None = None

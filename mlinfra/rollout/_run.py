@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .._code_paths import code_path_arguments, recorded_code_paths
 from ..errors import DeploymentError, MlinfraError, StateLockedError
 from ..serving import Deployment, pid_alive, read_acks, read_deployment
 from ._analysis import analyse
@@ -162,14 +163,18 @@ def _sleep(target: Target, rollout: Rollout, seconds: float) -> bool:
 
 
 def spawn_driver(target: Target) -> int:
-    """Drive the env's rollout from a detached process that outlives this one; its pid."""
+    """Drive the env's rollout from a detached process that outlives this one; its pid.
+
+    It imports the project's code from where the env's server does (its stack's `code_paths`).
+    """
     log = open(target.directory / "controller.log", "ab")  # noqa: SIM115 - the child keeps it
     env = dict(os.environ)
     if target.token:
         env[TOKEN_VARIABLE] = target.token
     command = [
         sys.executable, "-m", "mlinfra.rollout",
-        "--registry", str(target.registry), "--env", target.env, "--url", target.url,
+        "--registry", str(target.registry.resolve()), "--env", target.env, "--url", target.url,
+        *code_path_arguments(recorded_code_paths(target.directory)),
     ]  # fmt: skip
     with log:
         process = subprocess.Popen(
@@ -178,6 +183,7 @@ def spawn_driver(target: Target) -> int:
             stdout=log,
             stderr=log,
             env=env,
+            cwd=target.directory,  # not this process's, which `-m` would put on its import path
             start_new_session=True,
         )
     # Reap it if it ends while we live (no zombie that looks alive); a CLI process simply exits

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
 from pathlib import Path
 
+from .._code_paths import add_code_path_option, put_first_on_path, record_code_paths
 from ._deployments import deployment_dir
 
 # Workers are separate processes started by uvicorn from an import string, so the options reach
@@ -25,6 +27,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--token-file", type=Path, help="file holding the bearer token to require")
     parser.add_argument("--max-body-bytes", type=int, default=10 * 1024 * 1024)
     parser.add_argument("--log-level", default="warning")
+    add_code_path_option(parser)
     return parser.parse_args(argv)
 
 
@@ -37,12 +40,15 @@ def main(argv: list[str] | None = None) -> None:
     os.environ[f"{_ENV_PREFIX}MAX_BODY_BYTES"] = str(args.max_body_bytes)
     if args.token_file is not None:
         os.environ[f"{_ENV_PREFIX}TOKEN_FILE"] = str(args.token_file.resolve())
+    os.environ[f"{_ENV_PREFIX}CODE_PATHS"] = json.dumps(args.code_paths)
     # Samples of all workers go to one directory, so /metrics and rollouts see the whole server.
     # It starts empty: counters restart with the server, as Prometheus expects of a new process.
-    metrics_dir = deployment_dir(args.registry, args.env) / "metrics"
+    deployment = deployment_dir(args.registry, args.env)
+    metrics_dir = deployment / "metrics"
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    record_code_paths(deployment, args.code_paths)  # so its rollout driver imports the same
 
     import uvicorn
 
@@ -56,11 +62,14 @@ def main(argv: list[str] | None = None) -> None:
         access_log=False,
         server_header=False,
         timeout_graceful_shutdown=10,
+        http="mlinfra.serving._http:GuardedHTTP",  # deadlines on request heads (slowloris)
+        ws="none",
     )
 
 
 def app_from_environment() -> object:
     """The app for one worker, built from the options `main` left in the environment."""
+    put_first_on_path(json.loads(os.environ.get(f"{_ENV_PREFIX}CODE_PATHS", "[]")))
     from ._app import ServerOptions, create_app
 
     token_file = os.environ.get(f"{_ENV_PREFIX}TOKEN_FILE")

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import gc
 import logging
 import math
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,14 +23,32 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from . import _metrics, _protocols
-from ._http import BearerAuth, HTTPProblem, json_response, read_json, shortened
+from ._http import (
+    PIECE_ITEMS,
+    BearerAuth,
+    HTTPProblem,
+    declared_length,
+    json_response,
+    parse_json,
+    read_body,
+    release,
+    shortened,
+)
 from ._loading import value_counts
 from ._protocols import Decoded
 from ._runtime import Runtime, Served, Variant
 
-__all__ = ["ServerOptions", "create_app"]
+__all__ = ["LARGE_ADMITTED", "LARGE_BODY_BYTES", "LARGE_THREADS", "ServerOptions", "create_app"]
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+# Bodies from this size (about 1,500 rows, 1.5 ms of work) are parsed and answered in a worker
+# thread, so that they never hold up health probes and small requests; smaller ones are answered
+# on the event loop, which is faster for them. Of large requests, a worker runs LARGE_THREADS at a
+# time (the GIL makes more no faster) and admits LARGE_ADMITTED (reading, waiting or running),
+# which bounds its memory; one more is a 503 with Retry-After.
+LARGE_BODY_BYTES = 32 * 1024
+LARGE_THREADS = 1
+LARGE_ADMITTED = 8
 log = logging.getLogger("mlinfra.serving")
 _OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/ping"})
 
@@ -57,6 +79,7 @@ def create_app(options: ServerOptions) -> Any:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
+            routes.large.close()
 
     app = Starlette(
         routes=[
@@ -85,13 +108,89 @@ def create_app(options: ServerOptions) -> Any:
 async def _problem_response(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPProblem)
     _metrics.count_rejected(exc.status)
-    return json_response(exc.body, exc.status)
+    return exc.response()
+
+
+Handler = Callable[[Any], Response]
+
+
+class _LargeRequests:
+    """Large bodies: admitted up to LARGE_ADMITTED at once, then parsed and answered in
+    LARGE_THREADS worker threads, in the order they were read."""
+
+    def __init__(self) -> None:
+        self.admitted = 0
+        self.threads = ThreadPoolExecutor(LARGE_THREADS, thread_name_prefix="mlinfra-large")
+
+    async def answer(self, request: Request, limit: int, handle: Handler) -> Response:
+        if self.admitted >= LARGE_ADMITTED:
+            raise HTTPProblem(
+                503,
+                f"the server is busy with {LARGE_ADMITTED} large requests; retry shortly",
+                headers={"retry-after": "1"},
+            )
+        self.admitted += 1
+        try:
+            raw = await read_body(request, limit)
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self.threads, _parse_and_handle, raw, handle)
+        finally:
+            self.admitted -= 1
+
+    def close(self) -> None:
+        self.threads.shutdown(wait=False, cancel_futures=True)
+
+
+def _parse_and_handle(raw: bytes, handle: Handler) -> Response:
+    with _FULL_COLLECTIONS.paused():
+        body = parse_json(raw, interruptible=True)
+        response = None
+        try:
+            response = handle(body)
+            return response
+        finally:
+            if response is None or response.background is None:  # a shadow copy reads it later
+                release(body)
+
+
+class _CollectorPause:
+    """No full garbage collection while a large body is in memory.
+
+    Each would walk the body's half a million lists holding the GIL (50 to 250 ms measured), and
+    several run while one is parsed. Those lists hold no cycles: reference counting frees them.
+    Young collections go on.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._holders = 0
+        self._full_threshold = 0
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        with self._lock:
+            if self._holders == 0:
+                young, middle, self._full_threshold = gc.get_threshold()
+                gc.set_threshold(young, middle, 2**31 - 1)
+            self._holders += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._holders -= 1
+                if self._holders == 0:
+                    young, middle, _ = gc.get_threshold()
+                    gc.set_threshold(young, middle, self._full_threshold)
+
+
+_FULL_COLLECTIONS = _CollectorPause()
 
 
 class _Routes:
     def __init__(self, runtime: Runtime, options: ServerOptions) -> None:
         self.runtime = runtime
         self.options = options
+        self.large = _LargeRequests()
 
     async def live(self, _request: Request) -> Response:
         return json_response({"live": True})
@@ -128,19 +227,37 @@ class _Routes:
     async def infer(self, request: Request) -> Response:
         served = self._served()
         variant = self._variant(request, served)
-        body = await read_json(request, self.options.max_body_bytes)
-        return _predict(served, variant, body, _protocols.decode_v2, _protocols.encode_v2)
+        return await self._answer(
+            request,
+            functools.partial(
+                _predict, served, variant, _protocols.decode_v2, _protocols.encode_v2
+            ),
+        )
 
     async def invocations(self, request: Request) -> Response:
         served = self._served()
         variant = served.pick(_sticky_value(request, served))
-        body = await read_json(request, self.options.max_body_bytes)
-        return _predict(served, variant, body, _protocols.decode_mlflow, _protocols.encode_mlflow)
+        return await self._answer(
+            request,
+            functools.partial(
+                _predict, served, variant, _protocols.decode_mlflow, _protocols.encode_mlflow
+            ),
+        )
 
     async def feedback(self, request: Request) -> Response:
         """True labels for earlier answers, so that rollouts can compare accuracy."""
-        served = self._served()
-        body = await read_json(request, self.options.max_body_bytes)
+        return await self._answer(request, functools.partial(self._fed_back, self._served()))
+
+    async def _answer(self, request: Request, handle: Handler) -> Response:
+        """Read the body and `handle` it: a small one here, a large one (or one of unknown
+        length) in a worker thread."""
+        limit = self.options.max_body_bytes
+        declared = declared_length(request, limit)
+        if declared is not None and declared < LARGE_BODY_BYTES:
+            return handle(parse_json(await read_body(request, limit)))
+        return await self.large.answer(request, limit, handle)
+
+    def _fed_back(self, served: Served, body: Any) -> Response:
         version, predictions, labels = _protocols.decode_feedback(body)
         variant = served.by_version(version)
         if variant is None:
@@ -197,7 +314,7 @@ def _sticky_value(request: Request, served: Served) -> str | None:
     return request.headers.get(header) if header else None
 
 
-def _predict(served: Served, variant: Variant, body: Any, decode: Any, encode: Any) -> Response:
+def _predict(served: Served, variant: Variant, decode: Any, encode: Any, body: Any) -> Response:
     """Decode, check, predict all rows in one call, answer; timed without the body read, so a
     variant's latency is its own and not the wait behind another variant's request."""
     start = time.perf_counter()
@@ -207,10 +324,10 @@ def _predict(served: Served, variant: Variant, body: Any, decode: Any, encode: A
         decoded = decode(body, model)
         rows = decoded.rows
         outputs = model.infer(model.inputs(decoded.columns), decoded.outputs, decoded.columns)
-        response = json_response(encode(body, model, outputs))
+        response = json_response(encode(body, model, outputs), in_pieces=rows > PIECE_ITEMS)
     except HTTPProblem as problem:
         variant.metrics.answered(problem.status, time.perf_counter() - start, 0)
-        return json_response(problem.body, problem.status)
+        return problem.response()
     except Exception as exc:
         variant.metrics.answered(500, time.perf_counter() - start, rows)
         message = f"model {model.name} v{model.version} failed: {type(exc).__name__}: {exc}"

@@ -1,16 +1,49 @@
-"""Small HTTP pieces shared by the routes: JSON responses, bounded body reading, bearer auth."""
+"""Small HTTP pieces shared by the routes: JSON in and out, bounded body reading, bearer auth, and
+uvicorn's protocol with deadlines on the client.
+
+Slow clients hold a connection, never the server: a request's head must arrive within
+`HEAD_TIMEOUT_SECONDS` and `MAX_HEAD_BYTES` (uvicorn itself would wait for ever), its body at a
+minimum pace (`read_body`), and a connection idle between requests is closed after 5 s.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-__all__ = ["BearerAuth", "HTTPProblem", "json_response", "read_json", "shortened"]
+__all__ = [
+    "BODY_BYTES_PER_SECOND",
+    "BODY_GRACE_SECONDS",
+    "HEAD_TIMEOUT_SECONDS",
+    "MAX_HEAD_BYTES",
+    "PIECE_ITEMS",
+    "BearerAuth",
+    "GuardedHTTP",
+    "HTTPProblem",
+    "declared_length",
+    "json_response",
+    "parse_json",
+    "read_body",
+    "release",
+    "shortened",
+]
+
+HEAD_TIMEOUT_SECONDS = 5.0
+MAX_HEAD_BYTES = 64 * 1024
+# A body may take BODY_GRACE_SECONDS, plus one second per BODY_BYTES_PER_SECOND received: a
+# client must keep sending at that pace (as Apache's mod_reqtimeout asks), at most 165 s for 10 MiB.
+BODY_GRACE_SECONDS = 5.0
+BODY_BYTES_PER_SECOND = 64 * 1024
+# Large data is converted, encoded and freed this many items per C call: each call then holds the
+# GIL for a few milliseconds, and the event loop's thread gets its turn in between.
+PIECE_ITEMS = 16_384
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -21,10 +54,18 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 class HTTPProblem(Exception):
     """A request the server answers with an error status and a JSON body saying why."""
 
-    def __init__(self, status: int, message: str, **extra: Any) -> None:
+    def __init__(
+        self, status: int, message: str, *, headers: Mapping[str, str] | None = None, **extra: Any
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.body = {"error": message, **extra}
+        self.headers = dict(headers or {})
+
+    def response(self) -> Response:
+        response = json_response(self.body, self.status)
+        response.headers.update(self.headers)
+        return response
 
 
 def shortened(value: Any, limit: int = 64) -> str:
@@ -33,10 +74,31 @@ def shortened(value: Any, limit: int = 64) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def json_response(payload: Any, status: int = 200) -> Response:
+def json_response(payload: Any, status: int = 200, *, in_pieces: bool = False) -> Response:
+    """`payload` as JSON; `in_pieces` encodes long arrays a piece at a time (large answers)."""
     # Plain json.dumps with no indent: JSONResponse does the same work behind two more calls.
-    body = json.dumps(payload, separators=(",", ":"), allow_nan=False, default=_jsonable)
+    body = _dumps_in_pieces(payload) if in_pieces else _dumps(payload)
     return Response(body, status_code=status, media_type="application/json")
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), allow_nan=False, default=_jsonable)
+
+
+def _dumps_in_pieces(value: Any) -> str:
+    """What `_dumps` writes, with sequences longer than PIECE_ITEMS encoded a piece at a time."""
+    if isinstance(value, dict):
+        members = (f"{_dumps(str(key))}:{_dumps_in_pieces(item)}" for key, item in value.items())
+        return "{" + ",".join(members) + "}"
+    is_array = getattr(value, "ndim", 0) > 0  # numpy
+    if not (is_array or isinstance(value, list | tuple)):
+        return _dumps(value)
+    if len(value) > PIECE_ITEMS:
+        pieces = range(0, len(value), PIECE_ITEMS)
+        return "[" + ",".join(_dumps(value[i : i + PIECE_ITEMS])[1:-1] for i in pieces) + "]"
+    if is_array:
+        return _dumps(value)
+    return "[" + ",".join(map(_dumps_in_pieces, value)) + "]"
 
 
 def _jsonable(value: Any) -> Any:
@@ -47,40 +109,183 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-async def read_json(request: Request, limit: int) -> Any:
-    """The JSON body; 413 past `limit` bytes (before reading them all), 400 if not JSON."""
+def declared_length(request: Request, limit: int) -> int | None:
+    """The body's Content-Length, if it has one; 413 at once if it is over `limit`."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is None or not declared.isdigit():
+        return None  # chunked; the parser refuses a malformed length before we see it
+    if int(declared) > limit:
         raise HTTPProblem(413, f"request body is over the limit of {limit} bytes")
+    return int(declared)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body as it streams in: 413 past `limit` bytes, 408 if it comes too slowly."""
     chunks = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise HTTPProblem(413, f"request body is over the limit of {limit} bytes")
-        chunks.append(chunk)
+    start = asyncio.get_running_loop().time()
     try:
-        return json.loads(b"".join(chunks))
+        async with asyncio.timeout(BODY_GRACE_SECONDS) as deadline:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise HTTPProblem(413, f"request body is over the limit of {limit} bytes")
+                chunks.append(chunk)
+                deadline.reschedule(start + BODY_GRACE_SECONDS + size / BODY_BYTES_PER_SECOND)
+    except ClientDisconnect:
+        raise HTTPProblem(400, f"the client left after {size} bytes of its body") from None
+    except TimeoutError:
+        raise HTTPProblem(
+            408,
+            f"request body too slow: {size} bytes in {BODY_GRACE_SECONDS:g} s plus 1 s per "
+            f"{BODY_BYTES_PER_SECOND} bytes",
+            headers={"connection": "close"},
+        ) from None
+    return b"".join(chunks)
+
+
+def parse_json(raw: bytes, *, interruptible: bool = False) -> Any:
+    """The body as JSON, or a 400.
+
+    `json.loads` holds the GIL until it is done (0.15 s for 10 MB, more with the collector), so a
+    parse in a worker thread would still stall the event loop. `interruptible` passes every number
+    through a Python function, where the interpreter can hand the GIL over: the parse takes 50%
+    longer, a tenth of a large request's time.
+    """
+    try:
+        if interruptible:
+            return json.loads(raw, parse_float=_float, parse_int=_int)
+        return json.loads(raw)
     except (ValueError, RecursionError) as exc:
         raise HTTPProblem(400, f"request body is not valid JSON: {exc}") from None
 
 
+def release(value: Any) -> None:
+    """Free a parsed body a piece at a time: dropping half a million lists at once would hold
+    the GIL for 60 ms or more. Empties `value`, which nothing else may use any more."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item.values())
+            item.clear()
+        elif isinstance(item, list):
+            while item:
+                piece = item[-PIECE_ITEMS:]
+                del item[-PIECE_ITEMS:]
+                # rows of a few values go with their piece; anything longer is freed on its own
+                pending.extend(x for x in piece if isinstance(x, list | dict) and len(x) > 64)
+                del piece
+
+
+def _float(text: str) -> float:
+    return float(text)
+
+
+def _int(text: str) -> int:
+    return int(text)
+
+
 class BearerAuth:
-    """Pure ASGI guard: every path except the open ones needs `Authorization: Bearer <token>`."""
+    """Pure ASGI guard: every path except the open ones needs `Authorization: Bearer <token>`.
+
+    The scheme is case-insensitive (RFC 7235); the token is compared in constant time.
+    """
 
     def __init__(self, app: ASGIApp, *, token: str, open_paths: frozenset[str]) -> None:
         self.app = app
-        self.expected = f"Bearer {token}".encode()
+        self.expected = token.encode()
         self.open_paths = open_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.open_paths:
             await self.app(scope, receive, send)
             return
-        given = dict(scope["headers"]).get(b"authorization", b"")
-        if hmac.compare_digest(given, self.expected):
+        scheme, _, credentials = dict(scope["headers"]).get(b"authorization", b"").partition(b" ")
+        if scheme.lower() == b"bearer" and hmac.compare_digest(
+            credentials.lstrip(b" "), self.expected
+        ):
             await self.app(scope, receive, send)
             return
         response = json_response({"error": "missing or wrong bearer token"}, status=401)
         response.headers["www-authenticate"] = "Bearer"
         await response(scope, receive, send)
+
+
+class GuardedHTTP(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol, with a deadline whenever the connection waits on the client
+    while no request is with the app, and a size limit on request heads.
+
+    uvicorn itself waits for a request's head for ever: a client sending half a request line
+    (slowloris), or endless headers, would hold its connection and memory until it gave up. Run
+    uvicorn with `http="mlinfra.serving._http:GuardedHTTP"`.
+    """
+
+    _deadline: asyncio.TimerHandle | None = None
+    _in_head = True  # from the connection's start and each request's first byte, to its headers
+    _head_bytes = 0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._restart_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_deadline()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._in_head and not self._app_busy():
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self._refuse(431, f"request head is over {MAX_HEAD_BYTES} bytes")
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head = True
+        self._head_bytes = 0
+        self._restart_deadline()
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._cancel_deadline()
+        super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        # The client's turn: the next request, or the rest of a body the app answered unread.
+        self._restart_deadline()
+
+    def _app_busy(self) -> bool:
+        return self.cycle is not None and not self.cycle.response_complete
+
+    def _restart_deadline(self) -> None:
+        self._cancel_deadline()
+        self._deadline = self.loop.call_later(HEAD_TIMEOUT_SECONDS, self._deadline_passed)
+
+    def _cancel_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _deadline_passed(self) -> None:
+        self._deadline = None
+        if self._app_busy():  # the app has a request (its body has a deadline of its own)
+            self._restart_deadline()
+        elif self._in_head:
+            self._refuse(408, f"request head not received within {HEAD_TIMEOUT_SECONDS:g} s")
+        else:
+            self.transport.close()
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer a request that never reached the app, and close its connection."""
+        self._cancel_deadline()
+        if self.transport.is_closing():
+            return
+        reason = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}[status]
+        body = json.dumps({"error": message}).encode()
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+            b"connection: close\r\n\r\n%s" % (status, reason, len(body), body)
+        )
+        self.transport.close()

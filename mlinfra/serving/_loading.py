@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ValidationError
+from ._http import PIECE_ITEMS
 from ._protocols import OUTPUTS, Columns
 from ._schema import InputSchema
 
@@ -99,7 +100,9 @@ def value_counts(outputs: dict[str, np.ndarray], bin_edges: np.ndarray | None) -
             return {"all": int(values.size)}
         counts = np.bincount(np.searchsorted(bin_edges, values, side="right"))
         return {f"q{bin_}": int(count) for bin_, count in enumerate(counts) if count}
-    tracked = Counter(map(str, values.tolist()))
+    tracked: Counter[str] = Counter()
+    for start in range(0, values.size, PIECE_ITEMS):  # a few ms of GIL each (large answers)
+        tracked.update(map(str, values[start : start + PIECE_ITEMS].tolist()))
     if len(tracked) > _MAX_CLASSES:
         kept = dict(sorted(tracked.items())[:_MAX_CLASSES])
         kept["other"] = sum(tracked.values()) - sum(kept.values())

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._http import HTTPProblem
+from ._http import HTTPProblem, shortened
 
 if TYPE_CHECKING:
     from ._loading import ServedModel
@@ -34,12 +34,49 @@ Columns = dict[str, list[Any]]
 _MAX_VERSION_DIGITS = 18  # any registry number fits; int() of a 5,000-digit string would raise
 OUTPUTS = ("predict", "predict_proba")
 _MLFLOW_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+
+
+@dataclass(frozen=True)
+class _Datatype:
+    """What a tensor's values may be: the JSON types that fit and, if bounded, the range."""
+
+    types: tuple[type, ...]
+    low: float = -math.inf
+    high: float = math.inf
+    bounded: bool = False  # integers, and FP16 and FP32 (finite, within range)
+
+    def check(self, data: list[Any], name: str, datatype: str) -> None:
+        """A 422 naming the input and datatype for the first value that does not fit."""
+        types, low, high = self.types, self.low, self.high
+        if self.bounded:  # a hot path: one inline test per value
+            bad = (v for v in data if type(v) not in types or not low <= v <= high)
+        else:
+            bad = (v for v in data if type(v) not in types)
+        value = next(bad, _NONE)
+        if value is _NONE:
+            return
+        if type(value) not in types:
+            raise _problem(f"input {name!r}: {shortened(value)} is not {datatype}", name)
+        raise _problem(
+            f"input {name!r}: {shortened(value)} is outside the range of {datatype} "
+            f"({low} to {high})",
+            name,
+        )
+
+
+_NONE = object()
+_NUMBERS = (int, float)
 _V2_TYPES = {
-    "BOOL": bool,
-    **dict.fromkeys(("UINT8", "UINT16", "UINT32", "UINT64"), int),
-    **dict.fromkeys(("INT8", "INT16", "INT32", "INT64"), int),
-    **dict.fromkeys(("FP16", "FP32", "FP64"), float),
-    "BYTES": str,
+    "BOOL": _Datatype((bool,)),
+    **{f"UINT{b}": _Datatype((int,), 0, 2**b - 1, True) for b in (8, 16, 32, 64)},
+    **{
+        f"INT{b}": _Datatype((int,), -(2 ** (b - 1)), 2 ** (b - 1) - 1, True)
+        for b in (8, 16, 32, 64)
+    },
+    "FP16": _Datatype(_NUMBERS, -65504.0, 65504.0, True),
+    "FP32": _Datatype(_NUMBERS, -3.4028234663852886e38, 3.4028234663852886e38, True),
+    "FP64": _Datatype(_NUMBERS),  # NaN, infinity and huge integers are refused by the schema
+    "BYTES": _Datatype((str,)),
 }
 
 
@@ -186,18 +223,8 @@ def _tensor(tensor: Any, index: int) -> tuple[str, list[int], list[Any]]:
         raise _problem(
             f"input {name!r}: shape {shape} needs {math.prod(shape)} values, got {len(data)}", name
         )
-    for value in data:
-        if not _is_kind(value, kind):
-            raise _problem(f"input {name!r}: {value!r} is not {datatype}", name)
+    kind.check(data, name, datatype)
     return name, shape, data
-
-
-def _is_kind(value: Any, kind: type) -> bool:
-    if kind is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if kind is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, kind)
 
 
 def _flatten(data: Any, name: str) -> list[Any]:
@@ -242,7 +269,7 @@ def encode_v2(body: dict[str, Any], model: ServedModel, outputs: dict[str, Any])
                 "name": name,
                 "shape": list(values.shape),
                 "datatype": v2_datatype(values.dtype),
-                "data": values.ravel().tolist(),
+                "data": values.ravel(),  # json_response turns it into a list
             }
         )
     answer: dict[str, Any] = {

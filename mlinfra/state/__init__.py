@@ -5,12 +5,13 @@ SQLite today; the records in `_model` are the whole interface, so PostgreSQL can
 
 from pathlib import Path
 
-from ._model import LockHolder, PendingOperation, ResourceState, UpdateRecord
+from ._model import KeptResource, LockHolder, PendingOperation, ResourceState, UpdateRecord
 from ._secrets import PASSPHRASE_ENV, is_secret, plain, wrap_secret
 from ._sqlite import SqliteStateStore
 
 __all__ = [
     "PASSPHRASE_ENV",
+    "KeptResource",
     "LockHolder",
     "PendingOperation",
     "ResourceState",

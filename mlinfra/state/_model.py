@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["LockHolder", "PendingOperation", "ResourceState", "UpdateRecord"]
+__all__ = ["KeptResource", "LockHolder", "PendingOperation", "ResourceState", "UpdateRecord"]
 
 
 @dataclass
@@ -28,6 +28,17 @@ class ResourceState:
     retain_on_delete: bool = False
     pending_delete: bool = False
     """An old instance replaced create-before-delete, still to be deleted."""
+
+
+@dataclass(frozen=True)
+class KeptResource:
+    """A resource `destroy` left in place for the data it holds: out of the state, remembered
+    so that `destroy --delete-data` can still delete it and `up` can take it back."""
+
+    resource: ResourceState
+    held: str
+    """What it held when it was kept, as the provider said: "5 model versions (...) at /path"."""
+    kept_at: float
 
 
 @dataclass(frozen=True)

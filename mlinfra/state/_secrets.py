@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ KEY_FILE_NAME = "secret.key"
 # engines and CLI keep that wrapper so secretness travels with the value.
 SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"
 SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+_log = logging.getLogger("mlinfra.state")
 
 
 def is_secret(value: Any) -> bool:
@@ -48,11 +51,13 @@ def plain(value: Any) -> Any:
 
 
 class SecretBox:
-    """Encrypts JSON-able values with Fernet; the key is made only when a secret is first seen."""
+    """Encrypts JSON-able values with Fernet; the key is made only when a secret is first seen,
+    and never while `holds_secrets()` says the state has values encrypted with a lost one."""
 
-    def __init__(self, *, state_dir: Path, salt: bytes) -> None:
+    def __init__(self, *, state_dir: Path, salt: bytes, holds_secrets: Callable[[], bool]) -> None:
         self._state_dir = state_dir
         self._salt = salt
+        self._holds_secrets = holds_secrets
         self._fernet: Any = None
 
     def _cipher(self) -> Any:
@@ -76,13 +81,19 @@ class SecretBox:
 
         path = self._state_dir / KEY_FILE_NAME
         if not path.exists():
+            if self._holds_secrets():
+                raise StateError(
+                    f"{path} is missing, and the state holds secrets encrypted with it: restore "
+                    f"the key file from your backup, or set {PASSPHRASE_ENV} if the state was "
+                    "written with one (a new key could not read them)"
+                )
             try:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             except FileExistsError:
-                return path.read_bytes().strip()
+                return _read_key(path)
             with os.fdopen(fd, "wb") as handle:
                 handle.write(Fernet.generate_key())
-        return path.read_bytes().strip()
+        return _read_key(path)
 
     def encrypt(self, value: Any) -> str:
         return str(self._cipher().encrypt(json.dumps(value).encode()).decode())
@@ -99,3 +110,16 @@ class SecretBox:
                 f"set the {PASSPHRASE_ENV} the state was written with, or restore "
                 f"{self._state_dir / KEY_FILE_NAME}"
             ) from exc
+
+
+def _read_key(path: Path) -> bytes:
+    """The key in `path`; a key others can read is used, with a warning saying how to fix it."""
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        _log.warning(
+            "warning: %s is open to other users (mode %03o); run `chmod 600 %s`",
+            path,
+            mode,
+            path,
+        )
+    return path.read_bytes().strip()

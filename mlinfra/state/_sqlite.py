@@ -19,13 +19,16 @@ from typing import Any
 
 from .._identity import current_user
 from ..errors import StateError, StateLockedError
-from ._model import LockHolder, PendingOperation, ResourceState, UpdateRecord
+from ._backup import BACKUP_DIR, RECOVER_HINT, StateBackup, list_backups, write_backup
+from ._integrity import translating_sqlite_errors
+from ._model import KeptResource, LockHolder, PendingOperation, ResourceState, UpdateRecord
 from ._secrets import SecretBox, is_secret, wrap_secret
 
 __all__ = ["SqliteStateStore"]
 
-# Kept in the file's `PRAGMA user_version`; bump it with every change to _SCHEMA.
-SCHEMA_VERSION = 1
+# Kept in the file's `PRAGMA user_version`; bump it with every change to _SCHEMA. Changes so far
+# only add tables (v2: `kept`), so an older state is upgraded in place by creating them.
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS resources (
@@ -44,6 +47,11 @@ CREATE TABLE IF NOT EXISTS updates (
     git_commit TEXT NOT NULL, dirty INTEGER NOT NULL, result TEXT NOT NULL,
     summary TEXT NOT NULL DEFAULT '{}', error TEXT NOT NULL DEFAULT ''
 );
+CREATE TABLE IF NOT EXISTS kept (
+    stack TEXT NOT NULL, urn TEXT NOT NULL, body TEXT NOT NULL, held TEXT NOT NULL,
+    kept_at REAL NOT NULL,
+    PRIMARY KEY (stack, urn)
+);
 CREATE TABLE IF NOT EXISTS locks (
     stack TEXT PRIMARY KEY, pid INTEGER NOT NULL, started_at REAL NOT NULL, host TEXT NOT NULL,
     user TEXT NOT NULL, command TEXT NOT NULL, since REAL NOT NULL
@@ -60,36 +68,59 @@ class SqliteStateStore:
         self.state_dir = state_dir
         self.path = state_dir / "state.db"
         self._lock = threading.RLock()
+        self._refuse_lost_state()
         try:
             state_dir.mkdir(parents=True, exist_ok=True)
             if not self.path.exists():
                 os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
-            self._db = sqlite3.connect(
-                self.path, timeout=5.0, isolation_level=None, check_same_thread=False
-            )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
+            with translating_sqlite_errors(self.path, RECOVER_HINT):
+                self._db = sqlite3.connect(
+                    self.path, timeout=5.0, isolation_level=None, check_same_thread=False
+                )
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
             self._ensure_schema()
-        except sqlite3.Error as exc:
-            raise StateError(f"cannot open the state at {self.path}: {exc}") from exc
         except OSError as exc:
             raise StateError(f"cannot create the state directory {state_dir}: {exc}") from exc
-        self._secrets = SecretBox(state_dir=state_dir, salt=self._salt())
+        self._secrets = SecretBox(
+            state_dir=state_dir, salt=self._salt(), holds_secrets=self._holds_secrets
+        )
+
+    def _refuse_lost_state(self) -> None:
+        """Refuse a missing or empty state.db where state existed: taken for a new project, it
+        would make `up` create every resource again beside the running ones."""
+        backups = self.state_dir / BACKUP_DIR
+        if not self.path.exists():
+            if list_backups(self.state_dir):
+                raise StateError(
+                    f"{self.path} is missing, yet {backups} holds backups of it; {RECOVER_HINT}, "
+                    f"or move {backups} aside to start a new state on purpose"
+                )
+            return
+        if self.path.stat().st_size:
+            return
+        envs = self.state_dir / "envs"
+        if list_backups(self.state_dir):
+            evidence, fresh = f"{backups} holds backups of it", f"{self.path} and {backups}"
+        elif envs.is_dir() and any(envs.iterdir()):
+            evidence, fresh = f"{envs} holds environments", str(self.path)
+        else:
+            return
+        raise StateError(
+            f"{self.path} is empty (0 bytes), yet {evidence}: it was emptied or truncated, and "
+            f"taken as new it would create every resource again; {RECOVER_HINT}, or move "
+            f"{fresh} aside to start a new state on purpose"
+        )
 
     def _ensure_schema(self) -> None:
-        """Create the tables in a new file; refuse one written by an older or newer mlinfra."""
+        """Create the tables in a new file, add the missing ones to an older state (v0, from
+        before the version was kept, has v1's tables); refuse one from a newer mlinfra."""
         with self._transaction() as db:
             found = db.execute("PRAGMA user_version").fetchone()[0]
-            # A state from before the version was kept has v1's tables: it is stamped, not refused.
-            if found not in (0, SCHEMA_VERSION):
-                advice = (
-                    "upgrade mlinfra"
-                    if found > SCHEMA_VERSION
-                    else "use the mlinfra release that wrote it"
-                )
+            if found > SCHEMA_VERSION:
                 raise StateError(
                     f"state at {self.path} has schema v{found}, this mlinfra needs "
-                    f"v{SCHEMA_VERSION}: {advice}"
+                    f"v{SCHEMA_VERSION}: upgrade mlinfra"
                 )
             # executescript() would commit our transaction first, so run the statements one by one
             for statement in _SCHEMA.split(";"):
@@ -102,8 +133,14 @@ class SqliteStateStore:
             self._db.close()
 
     @contextmanager
+    def _sqlite_errors(self) -> Iterator[None]:
+        """Where every SQLite call of the store is translated: a damaged file is one line."""
+        with translating_sqlite_errors(self.path, RECOVER_HINT, self._db):
+            yield
+
+    @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        with self._lock, self._sqlite_errors():
             try:
                 self._db.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
@@ -111,13 +148,33 @@ class SqliteStateStore:
             try:
                 yield self._db
             except BaseException:
-                self._db.execute("ROLLBACK")
+                # SQLite ends the transaction itself on some errors (disk full, I/O)
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
+        with self._lock, self._sqlite_errors():
             return self._db.execute(sql, params).fetchall()
+
+    def _holds_secrets(self) -> bool:
+        """Does any value in the state need the secret key to be read?"""
+        tables = ("resources", "kept", "operations", "outputs")
+        column = {"operations": "inputs"}
+        sql = " UNION ALL ".join(
+            f"SELECT 1 FROM {table} WHERE instr({column.get(table, 'body')}, ?)" for table in tables
+        )
+        return bool(self._query(f"{sql} LIMIT 1", (_ENCRYPTED,) * len(tables)))
+
+    def back_up(self, update_id: int) -> StateBackup:
+        """Copy the whole state (every stack) to backups/ before an update; a damaged state is
+        refused here, before the update makes it worse."""
+        try:
+            with self._lock, self._sqlite_errors():
+                return write_backup(self._db, self.state_dir, update_id=update_id, source=self.path)
+        except OSError as exc:
+            raise StateError(f"cannot back up the state before the update: {exc}") from exc
 
     def _salt(self) -> bytes:
         with self._transaction() as db:
@@ -216,6 +273,40 @@ class SqliteStateStore:
                 "DELETE FROM resources WHERE stack = ? AND urn = ? AND pending_delete = ?",
                 (stack, urn, int(pending_delete)),
             )
+            if clear_operation:
+                db.execute("DELETE FROM operations WHERE id = ?", (clear_operation,))
+
+    # Resources destroy kept for their data
+
+    def keep_resource(
+        self, stack: str, resource: ResourceState, *, held: str, clear_operation: int = 0
+    ) -> None:
+        """Take a resource out of the state but remember it, in one transaction."""
+        with self._transaction() as db:
+            db.execute(
+                "DELETE FROM resources WHERE stack = ? AND urn = ? AND pending_delete = ?",
+                (stack, resource.urn, int(resource.pending_delete)),
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO kept (stack, urn, body, held, kept_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (stack, resource.urn, self._encode(resource.__dict__), held, time.time()),
+            )
+            if clear_operation:
+                db.execute("DELETE FROM operations WHERE id = ?", (clear_operation,))
+
+    def kept(self, stack: str) -> list[KeptResource]:
+        rows = self._query(
+            "SELECT body, held, kept_at FROM kept WHERE stack = ? ORDER BY kept_at", (stack,)
+        )
+        return [
+            KeptResource(resource=ResourceState(**self._decode(r[0])), held=r[1], kept_at=r[2])
+            for r in rows
+        ]
+
+    def forget_kept(self, stack: str, urn: str, *, clear_operation: int = 0) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM kept WHERE stack = ? AND urn = ?", (stack, urn))
             if clear_operation:
                 db.execute("DELETE FROM operations WHERE id = ?", (clear_operation,))
 

@@ -2,8 +2,10 @@
 
 Workers are loky processes (what joblib and scikit-learn use): started fresh rather than forked,
 so OpenMP and BLAS thread pools in the parent cannot deadlock them, and they exit on their own if
-the training process is killed. The data goes to the run's scratch directory once, not with
-every task, and each worker reads it once. With one worker, folds run in this process.
+the training process is killed. Each puts the project's code paths first on its import path
+before it unpickles anything, so the project's own classes load as they did here. The data goes
+to the run's scratch directory once, not with every task, and each worker reads it once. With one
+worker, folds run in this process.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._code_paths import put_first_on_path
 from ._errors import TrainingError
 
 __all__ = ["FoldResult", "FoldTask", "WorkerPool"]
@@ -57,11 +60,13 @@ class _Job:
 
 
 class WorkerPool:
-    """`workers` processes for one training run; `scratch` is the run's own directory."""
+    """`workers` processes for one training run; `scratch` is the run's own directory;
+    `code_paths` the directories of the project's own modules (the training cluster's)."""
 
-    def __init__(self, workers: int, scratch: Path) -> None:
+    def __init__(self, workers: int, scratch: Path, code_paths: Sequence[str] = ()) -> None:
         self.workers = max(1, workers)
         self.scratch = scratch
+        self.code_paths = tuple(code_paths)
         self._executor: Any = None
 
     def start(self, estimator: Any) -> None:
@@ -75,8 +80,8 @@ class WorkerPool:
             max_workers=self.workers,
             timeout=_IDLE_TIMEOUT_S,
             env=dict.fromkeys(_THREAD_VARIABLES, threads),
-            initializer=_exit_with_parent,
-            initargs=(os.getpid(),),
+            initializer=_start_worker,
+            initargs=(os.getpid(), self.code_paths),
         )
         for _ in range(self.workers):
             self._executor.submit(_warm_up, estimator)  # unpickling it imports its modules
@@ -127,8 +132,15 @@ class WorkerPool:
         (self.scratch / "search-data.pkl").unlink(missing_ok=True)
 
 
+def _start_worker(parent: int, code_paths: tuple[str, ...]) -> None:
+    """In each worker, before its first task: import the project's modules from `code_paths`,
+    and exit with the training process."""
+    put_first_on_path(code_paths)
+    _exit_with_parent(parent)
+
+
 def _exit_with_parent(parent: int) -> None:
-    """In each worker: exit as soon as the training process is gone, even mid-fit.
+    """Exit as soon as the training process is gone, even mid-fit.
 
     loky notices a dead parent only when a worker next talks to it; a worker fitting a big
     model, or idle until its timeout, would otherwise outlive a killed `mlinfra train`.

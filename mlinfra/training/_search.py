@@ -77,11 +77,22 @@ class SearchResult:
     def best(self) -> Trial:
         return self.trials[self.best_trial]
 
+    @property
+    def candidates(self) -> int:
+        """Parameter sets tried: all of them run in the first round (halving reruns the best)."""
+        return sum(1 for trial in self.trials if trial.round == 0)
+
+    @property
+    def rounds(self) -> int:
+        return 1 + max(trial.round for trial in self.trials)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "strategy": self.strategy,
             "metric": self.metric,
             "cv": self.cv,
+            "candidates": self.candidates,
+            "rounds": self.rounds,
             "best_trial": self.best_trial,
             "best_params": self.best.params,
             "best_score": self.best.mean,

@@ -1,15 +1,16 @@
 """`train()`: check, search, fit, score, and register one model version with its lineage.
 
-Order matters: everything that can be refused without data (parameters, search space) is
-checked first; data is validated before any fitting; the version is registered last, in one
-transaction, so a run that fails or is killed registers nothing.
+Order matters: everything that can be refused without data (parameters, search space, types
+the artifact could not be trusted with) is checked first; data is validated before any fitting;
+the version is registered last, in one transaction, so a run that fails or is killed registers
+nothing.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from ..data import DatasetSchema, ValidationReport, data_hash, validate_data, write_sample
 from ..evaluation import compute_metrics, greater_is_better, score
 from ..registry import ModelVersion, NewVersion, Registry, dump_model
+from ..registry._trust import refuse_untrusted
 from ._definition import ModelDefinition
 from ._errors import ParameterError
 from ._lineage import git_lineage, jsonable, library_versions, machine
@@ -74,6 +76,7 @@ class TrainResult:
                 key: summary[key] for key in ("strategy", "metric", "best_params", "best_score")
             }
             search["trials"] = len(self.search.trials)
+            search.update(candidates=self.search.candidates, rounds=self.search.rounds)
         return {
             "model": self.version.model,
             "version": self.version.version,
@@ -93,6 +96,7 @@ def train(
     env: str,
     workspace: Path,
     workers: int = 0,
+    code_paths: Sequence[str] | None = None,
     params: Mapping[str, Any] | None = None,
     search: SearchChoice | None = None,
     trials: int | None = None,
@@ -102,7 +106,8 @@ def train(
 
     `search` None searches when the model declares a search space (grid over lists, random
     when it holds distributions); "none" fits the estimator's own parameters. `workers` 0 means
-    one per core.
+    one per core; they import the project's modules from `code_paths` (the training cluster's;
+    None: the model's source directory).
     """
     progress = progress or SilentProgress()
     params = dict(params or {})
@@ -113,8 +118,13 @@ def train(
         assert model.search_space is not None
         check_search_space(estimator, model.search_space, strategy)
         candidates = plan_candidates(model.search_space, strategy, trials, model.seed)
+    _refuse_untrusted(model, estimator)
+    if code_paths is None:
+        code_paths = [str(model.source_dir.resolve())] if model.source_dir else []
     run = RunRecord(workspace, model.name, env)
-    pool = WorkerPool((workers or os.cpu_count() or 1) if strategy else 1, run.directory)
+    pool = WorkerPool(
+        (workers or os.cpu_count() or 1) if strategy else 1, run.directory, code_paths
+    )
     run.start(params=jsonable(params), search=strategy, trials=trials, workers=pool.workers)
     clock = _Clock()
     try:
@@ -225,6 +235,21 @@ def _strategy(
     if trials is not None or any(hasattr(values, "rvs") for values in space.values()):
         return "random"
     return "grid"
+
+
+def _refuse_untrusted(model: ModelDefinition, estimator: Any) -> None:
+    """Refuse before the search rather than at registration after it: the unfitted estimator
+    and the search space already name the classes the artifact will hold. Registration checks
+    again, as fitted attributes may add types."""
+    space = model.search_space or {}
+    candidates = [
+        value
+        for values in space.values()
+        if isinstance(values, list | tuple)
+        for value in values
+        if hasattr(value, "get_params")
+    ]
+    refuse_untrusted(dump_model([estimator, *candidates]), model.trusted_types, model=model.name)
 
 
 def _validate(

@@ -9,9 +9,9 @@ import typer
 
 from ...errors import ConfigError
 from .._options import EnvOption, JsonOption, ModelOption, ProjectOption
-from .._output import console, emit_json
+from .._output import emit_json
 from ._context import VersionArgument, definition, open_registry
-from ._render import TrialBars, metrics_table, number, print_findings, print_report
+from ._render import TrialBars, print_findings, print_report, print_trained
 
 __all__ = ["evaluate", "train"]
 
@@ -57,6 +57,7 @@ def train(
                 env=environment.name,
                 workspace=Path(outputs["training_workspace"]),
                 workers=int(outputs["training_workers"]),
+                code_paths=outputs.get("training_code_paths"),  # None from a stack without it
                 params=overrides,
                 search=search,  # type: ignore[arg-type]
                 trials=trials,
@@ -70,14 +71,7 @@ def train(
         emit_json(result.to_dict())
         return
     print_findings(result.validation, title="data warnings")
-    version = result.version
-    metric = str(version.lineage.get("metric"))
-    console.print(
-        f"registered [bold]{version.model} v{version.version}[/] in {environment.name}: "
-        f"{metric} {number(version.metrics.get(metric))} on the test split"
-        + (f", best of {len(result.search.trials)} trials" if result.search else "")
-    )
-    console.print(metrics_table({f"v{version.version}": version.metrics}))
+    print_trained(result, environment.name)
 
 
 def evaluate(

@@ -17,11 +17,19 @@ if TYPE_CHECKING:
     from ...registry import Registry
     from ...training import ModelDefinition
 
-__all__ = ["VersionArgument", "definition", "model_name", "open_registry"]
+__all__ = ["VersionArgument", "definition", "env_outputs", "model_name", "open_registry"]
 
 VersionArgument = Annotated[
     str, typer.Argument(help="Version: 3, v3, latest, or an alias of the env (champion).")
 ]
+
+
+def env_outputs(project: Path | None, env: str | None) -> tuple[Environment, dict[str, Any]]:
+    """The env and its stack's outputs (registry_path, serving_url, ...); the env must be up."""
+    from ...engine import stack_outputs
+
+    environment = resolve_env(project, env)
+    return environment, stack_outputs(environment)
 
 
 @contextmanager
@@ -29,11 +37,9 @@ def open_registry(
     project: Path | None, env: str | None
 ) -> Iterator[tuple[Environment, Registry, dict[str, Any]]]:
     """The env, its registry and its stack's outputs (the env must be up)."""
-    from ...engine import stack_outputs
     from ...registry import Registry
 
-    environment = resolve_env(project, env)
-    outputs = stack_outputs(environment)
+    environment, outputs = env_outputs(project, env)
     with Registry.open(outputs["registry_path"]) as registry:
         yield environment, registry, outputs
 

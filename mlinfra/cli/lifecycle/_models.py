@@ -1,4 +1,5 @@
-"""`mlinfra models list|show|compare|alias|tag`: reading and curating the env's registry."""
+"""`mlinfra models list|show|compare|alias|tag|promote`: reading and curating the env's registry,
+and promoting a version from one env's registry to the next."""
 
 from __future__ import annotations
 
@@ -9,15 +10,42 @@ from rich.markup import escape
 from rich.table import Table
 
 from ...errors import ConfigError
-from .._options import EnvOption, JsonOption, ModelOption, ProjectOption
+from .._options import (
+    EnvOption,
+    ForceOption,
+    JsonOption,
+    ModelOption,
+    ProjectOption,
+    ReasonOption,
+    command_line,
+    override_reason,
+)
 from .._output import console, emit_json
-from ._context import VersionArgument, model_name, open_registry
+from ..serving import (
+    CanaryOption,
+    IntervalOption,
+    MinSamplesOption,
+    RolloutPlan,
+    ShadowOption,
+    StepsOption,
+    StickyHeaderOption,
+    WaitOption,
+    print_clearance,
+    print_result,
+    raise_if_stopped,
+    release_json,
+    serve,
+    show_refusal,
+    target_of,
+)
+from ._context import VersionArgument, definition, env_outputs, model_name, open_registry
 from ._render import metrics_table, number, print_alias_history, version_label
 
 if TYPE_CHECKING:
-    from ...registry import ModelVersion, Registry
+    from ...evaluation import Promotion
+    from ...registry import ModelVersion, Registry, Report
 
-__all__ = ["alias", "compare", "list_versions", "show", "tag"]
+__all__ = ["alias", "compare", "list_versions", "promote", "show", "tag"]
 
 
 def list_versions(
@@ -63,15 +91,19 @@ def show(
     ] = False,
     json_: JsonOption = False,
 ) -> None:
-    """Everything about one version: lineage, params, metrics, schema, importances, reports."""
+    """Everything about one version: lineage, params, metrics, schema, importances, reports,
+    and its audit trail: where it came from, where it was promoted, gates overridden."""
+    from ...evaluation import EVALUATION_KIND
+
     with open_registry(project, env) as (environment, registry, _):
         found = registry.resolve(model_name(environment, model), version, env=environment.name)
         details = _details(registry, found, environment.name)
         reports = registry.reports(found)
     if report:
-        if not reports:
-            raise ConfigError(f"{found.ref} has no report yet; run `mlinfra evaluate`")
-        console.print(reports[-1].markdown, markup=False, highlight=False)
+        evaluations = [entry for entry in reports if entry.kind == EVALUATION_KIND]
+        if not evaluations:
+            raise ConfigError(f"{found.ref} has no evaluation report yet; run `mlinfra evaluate`")
+        console.print(evaluations[-1].markdown, markup=False, highlight=False)
         return
     if json_:
         emit_json(details)
@@ -91,16 +123,20 @@ def show(
     ):
         console.print(f"  {key}: {lineage.get(key)}")
     console.print(f"  artifact: sha256 {found.artifact_sha256}")
+    origin = details["origin"]
+    if origin:
+        console.print(
+            f"  origin: {escape(origin['env'])} v{origin['version']} (registry "
+            f"{escape(origin['registry'])})",
+            soft_wrap=True,
+        )
     console.print(metrics_table({f"v{found.version}": found.metrics}))
     importances = (details["importances"] or {}).get("features", [])
     if importances:
         shown = ", ".join(f"{row['feature']} {row['mean']:.3g}" for row in importances[:5])
         console.print(f"  importances: {shown}")
-    for entry in details["reports"]:
-        verdict = "passed" if entry["passed"] else "FAILED"
-        console.print(
-            f"  report {entry['id']}: {entry['kind']} {verdict} ({entry['created_at'][:19]})"
-        )
+    for entry in reports:
+        console.print(f"  report {entry.id}: {escape(_report_line(entry))}", soft_wrap=True)
 
 
 def compare(
@@ -200,7 +236,101 @@ def tag(
     console.print(f"{updated.ref} tags: {shown}")
 
 
+def promote(
+    version: VersionArgument,
+    from_env: Annotated[str, typer.Option("--from", help="The env the version is in.")],
+    to_env: Annotated[str, typer.Option("--to", help="The env to promote it to.")],
+    project: ProjectOption = None,
+    model: ModelOption = None,
+    deploy: Annotated[
+        bool, typer.Option("--deploy", help="Then serve it there, as `mlinfra deploy` would.")
+    ] = False,
+    canary: CanaryOption = None,
+    steps: StepsOption = None,
+    interval: IntervalOption = "30s",
+    wait: WaitOption = False,
+    shadow: ShadowOption = False,
+    sticky_header: StickyHeaderOption = None,
+    min_samples: MinSamplesOption = 100,
+    force: ForceOption = False,
+    reason: ReasonOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Promote a version to another env: copy it there, then clear it against that env's gates.
+
+    The copy keeps its artifact (sha256 verified), schema, reference sample, metrics and reports,
+    with where it came from in lineage.origin; envs sharing a registry share the version. It is
+    judged on the target env's data against its champion; failed gates exit 7 (the copy stays
+    registered with its report) unless --force --reason. --deploy then serves it there.
+    """
+    from ...evaluation import ReleaseRefusedError, promote_version
+    from ...registry import Registry
+
+    override = override_reason(force, reason)
+    plan = RolloutPlan.parse(
+        canary=canary,
+        steps=steps,
+        interval=interval,
+        wait=wait,
+        shadow=shadow,
+        sticky_header=sticky_header,
+        min_samples=min_samples,
+    )
+    if not deploy and (plan.steps is not None or wait or sticky_header):
+        raise ConfigError("--canary, --steps, --shadow, --sticky-header and --wait need --deploy")
+    source_env, source_outputs = env_outputs(project, from_env)
+    target_env, target_outputs = env_outputs(project, to_env)
+    declared = definition(target_env, model)
+    with (
+        Registry.open(source_outputs["registry_path"]) as source,
+        Registry.open(target_outputs["registry_path"]) as target,
+    ):
+        try:
+            promotion = promote_version(
+                declared,
+                source,
+                target,
+                version,
+                source_env=source_env.name,
+                target_env=target_env.name,
+                command=command_line(),
+                override=override,
+            )
+        except ReleaseRefusedError as refused:
+            show_refusal(refused, json_=json_)
+            raise
+    served = None
+    if deploy:
+        destination = target_of(target_env, target_outputs)
+        served = serve(destination, promotion.clearance, plan=plan, json_=json_)
+    if json_:
+        emit_json(
+            {
+                **promotion.to_dict(),
+                **release_json(promotion.clearance),
+                "deployment": None if served is None else served.model_dump(mode="json"),
+            }
+        )
+    else:
+        console.print(escape(_landed(promotion)), soft_wrap=True)
+        print_clearance(promotion.clearance)
+        if served is not None:
+            print_result(served)
+    if served is not None:
+        raise_if_stopped(served)
+
+
 # -- rendering ---------------------------------------------------------------------------------
+
+
+def _landed(promotion: Promotion) -> str:
+    came = f"{promotion.source_env} v{promotion.source.version}"
+    landed = f"{promotion.env} v{promotion.version.version}"
+    if promotion.copied:
+        return f"copied {promotion.version.model} {came} to {landed} (artifact sha256 verified)"
+    if promotion.shared_registry:
+        return f"{promotion.env} shares the registry of {promotion.source_env}: {landed} is {came}"
+    return f"{promotion.env} already holds {promotion.version.model} {came} as {landed}"
 
 
 def _aliases_by_version(
@@ -214,7 +344,10 @@ def _aliases_by_version(
 
 
 def _details(registry: Registry, version: ModelVersion, env: str) -> dict[str, Any]:
+    from ...evaluation import OVERRIDE_KIND, PROMOTION_KIND
+
     search = registry.search_results(version)
+    reports = registry.reports(version)
     return {
         **version.to_dict(),
         "aliases": [
@@ -223,8 +356,34 @@ def _details(registry: Registry, version: ModelVersion, env: str) -> dict[str, A
         "schema": registry.schema(version),
         "importances": registry.importances(version),
         "search": search,
-        "reports": [r.to_dict(markdown=False) for r in registry.reports(version)],
+        "reports": [r.to_dict(markdown=False) for r in reports],
+        "origin": version.lineage.get("origin"),
+        "promotions": _audit(reports, PROMOTION_KIND),
+        "overrides": _audit(reports, OVERRIDE_KIND),
     }
+
+
+def _audit(reports: list[Report], kind: str) -> list[dict[str, Any]]:
+    return [{"report_id": r.id, "env": r.env, **r.body} for r in reports if r.kind == kind]
+
+
+def _report_line(report: Report) -> str:
+    """A stored report in one line: a verdict, a promotion, or an override of failed gates."""
+    from ...evaluation import OVERRIDE_KIND, PROMOTION_KIND
+
+    body, at = report.body, report.created_at[:19]
+    if report.kind == PROMOTION_KIND:
+        return (
+            f"promotion {body['direction']} {body['env']} v{body['version']} in {report.env} "
+            f"by {body['by']} ({at})"
+        )
+    if report.kind == OVERRIDE_KIND:
+        return (
+            f"FORCED past failed gates ({'; '.join(body['failed_gates'])}) in {report.env} by "
+            f"{body['by']}: {body['reason']} ({at}; {body['command']})"
+        )
+    verdict = "passed" if report.passed else "FAILED"
+    return f"{report.kind} in {report.env} {verdict} ({at})"
 
 
 def _side_by_side(records: list[dict[str, Any]], *, only_different: bool) -> dict[str, list[Any]]:

@@ -12,14 +12,17 @@ from .._output import console, emit_json, error_console
 if TYPE_CHECKING:
     from ...data import ValidationReport
     from ...evaluation import EvaluationReport
+    from ...training import TrainResult
 
 __all__ = [
     "TrialBars",
     "metrics_table",
     "number",
+    "parameters",
     "print_alias_history",
     "print_findings",
     "print_report",
+    "print_trained",
     "version_label",
 ]
 
@@ -50,10 +53,50 @@ def print_report(report: EvaluationReport) -> None:
         )
     if report.gates:
         console.print(table)
-    columns = {f"v{report.version}": report.metrics}
-    if report.against and report.champion_metrics is not None:
-        columns[f"{report.against['ref']} v{report.against['version']}"] = report.champion_metrics
+    mine = f"v{report.version}"
+    theirs = f"{report.against['ref']} v{report.against['version']}" if report.against else None
+    columns = {mine: report.metrics}
+    if theirs and report.champion_metrics is not None:
+        columns[theirs] = report.champion_metrics
     console.print(metrics_table(columns))
+    for name, found in report.slices.items():
+        columns = {mine: found["metrics"]}
+        if theirs and found.get("champion_metrics") is not None:
+            columns[theirs] = found["champion_metrics"]
+        console.print(
+            f"slice {escape(name)}: {escape(found['query'])} ({found['rows']} rows)", soft_wrap=True
+        )
+        console.print(metrics_table(columns))
+
+
+def print_trained(result: TrainResult, env: str) -> None:
+    """The new version, how it was found, with which parameters, and its test metrics."""
+    version, search = result.version, result.search
+    metric = str(version.lineage.get("metric"))
+    found = ""
+    if search is not None:
+        found = f"; best of {search.candidates} candidate{'' if search.candidates == 1 else 's'}"
+        if search.rounds > 1:
+            found += f" ({len(search.trials)} trials in {search.rounds} {search.strategy} rounds)"
+    console.print(
+        f"registered [bold]{version.model} v{version.version}[/] in {env}: "
+        f"{metric} {number(version.metrics.get(metric))} on the test split{found}",
+        soft_wrap=True,
+    )
+    if search is not None:
+        console.print(
+            f"parameters found by {search.strategy} search (cv {metric} "
+            f"{number(search.best.mean)}): {escape(parameters(search.best.params))}",
+            soft_wrap=True,
+        )
+    overrides = version.lineage.get("overrides") or {}
+    if overrides:
+        console.print(f"parameters from --param: {escape(parameters(overrides))}", soft_wrap=True)
+    console.print(metrics_table({f"v{version.version}": version.metrics}))
+
+
+def parameters(values: dict[str, Any]) -> str:
+    return ", ".join(f"{name}={number(value)}" for name, value in values.items()) or "-"
 
 
 def print_findings(report: ValidationReport, *, title: str) -> None:

@@ -21,7 +21,8 @@ from pulumi.runtime.rpc import UNKNOWN
 from pydantic import AfterValidator, BaseModel, ConfigDict
 from pydantic import ValidationError as PydanticValidationError
 
-from ...errors import ConfigError
+from ...engine._data import DataMove, HeldData, data_loss_allowed
+from ...errors import ConfigError, ProtectedResourceError
 
 __all__ = [
     "AbsolutePath",
@@ -89,6 +90,24 @@ class LocalProvider(ResourceProvider, Generic[InputsT]):
     def drifted(self, _outs: dict[str, Any]) -> bool:
         """Whether outputs read by refresh show damage an update would repair."""
         return False
+
+    def data_at_risk(self, _id: str, _outputs: dict[str, Any]) -> HeldData | None:
+        """What deleting the resource would lose, read live; the engine then protects it."""
+        return None
+
+    def data_move(self, _id: str, _olds: dict[str, Any], _news: dict[str, Any]) -> DataMove | None:
+        """What an update would carry to a new place (and leave where it was)."""
+        return None
+
+    def refuse_data_loss(self, id_: str, props: dict[str, Any]) -> None:
+        """Called first by `delete`: the protection holds wherever the provider runs, also
+        where no engine asked `data_at_risk` before (the pulumi CLI's provider process)."""
+        held = self.data_at_risk(id_, props)
+        if held is not None and not data_loss_allowed():
+            raise ProtectedResourceError(
+                f"not deleted: it holds {held}; `mlinfra destroy --delete-data` (or "
+                "`mlinfra up --delete-data`) deletes it and what it holds"
+            )
 
     def parse(self, props: dict[str, Any]) -> InputsT:
         try:

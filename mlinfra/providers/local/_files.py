@@ -12,7 +12,7 @@ from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 from ..._fs import partial_files
 from ._base import AbsolutePath, LocalProvider, ProviderInputs, gone
 
-__all__ = ["DirectoryInputs", "DirectoryProvider", "remove"]
+__all__ = ["DirectoryInputs", "DirectoryProvider", "remove", "root_of"]
 
 
 class DirectoryInputs(ProviderInputs):
@@ -48,13 +48,14 @@ class DirectoryProvider(LocalProvider[InputsT]):
         return UpdateResult(outs=self._ensure(self.parse(news)))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        root = Path(id_)
+        root = root_of(id_, props)
         if not root.is_dir():
             return gone()
         return ReadResult(id_=id_, outs=self._outputs(root, self.parse(props)))
 
-    def delete(self, id_: str, _props: dict[str, Any]) -> None:
-        root = Path(id_)
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        self.refuse_data_loss(id_, props)
+        root = root_of(id_, props)
         self._drop_partials(root)
         for name in (*self.parts, *self.leftovers):
             remove(root / name)
@@ -81,6 +82,13 @@ class DirectoryProvider(LocalProvider[InputsT]):
     def _outputs(self, root: Path, inputs: InputsT) -> dict[str, Any]:
         missing = [name for name in self.parts if not (root / name).exists()]
         return {**inputs.model_dump(), **self.describe(root, inputs), "missing": missing}
+
+
+def root_of(id_: str, props: dict[str, Any]) -> Path:
+    """Where the directory is now: its `path` output. The id is where it was created, which
+    an update that moves the directory cannot change (ids are fixed in Pulumi)."""
+    path = props.get("path")
+    return Path(path if isinstance(path, str) and path else id_)
 
 
 def remove(path: Path) -> None:

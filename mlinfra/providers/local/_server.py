@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ import pulumi
 from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 from pydantic import Field
 
+from ..._code_paths import CODE_PATH_OPTION, code_path_arguments
 from ...errors import ConfigError, DeploymentError
 from ._base import AbsolutePath, LocalProvider, LocalResource, ProviderInputs, gone, is_unknown
 from ._ports import port_free, port_holder, wait_port_free
@@ -42,12 +43,13 @@ class ServerInputs(ProviderInputs):
     workers: int = Field(1, ge=1, le=64)
     max_body_bytes: int | None = Field(None, ge=1024)
     token: str | None = None
+    code_paths: list[AbsolutePath] = Field(default_factory=list)
 
 
 class ModelServerProvider(LocalProvider[ServerInputs]):
     """A new run dir, host or port is a new endpoint: replaced, deleting first because the run
-    dir (and often the port) cannot be shared. Workers, registry, env, body limit and token are
-    updates: the program restarts under the same supervisord."""
+    dir (and often the port) cannot be shared. Workers, registry, env, body limit, token and code
+    paths are updates: the program restarts under the same supervisord."""
 
     inputs_model = ServerInputs
     replace_on = frozenset({"run_dir", "host", "port"})
@@ -92,6 +94,7 @@ class ModelServerProvider(LocalProvider[ServerInputs]):
 
     def comparable(self, props: dict[str, Any]) -> dict[str, Any]:
         values = super().comparable(props)
+        values["code_paths"] = values["code_paths"] or []  # absent from older states and inputs
         # Outputs keep only a digest of the token; inputs carry the token itself, if any.
         token = values.pop("token")
         if token is None:
@@ -164,7 +167,7 @@ def _command(supervisor: Supervisor, inputs: ServerInputs) -> list[str]:
         command += ["--max-body-bytes", str(inputs.max_body_bytes)]
     if inputs.token:
         command += ["--token-file", str(supervisor.run_dir / TOKEN_FILE)]
-    return command
+    return command + code_path_arguments(inputs.code_paths)
 
 
 def _files(inputs: ServerInputs) -> dict[str, str | None]:
@@ -183,16 +186,21 @@ def _digest(token: str | None) -> str:
 
 
 def _running_args(supervisor: Supervisor) -> dict[str, Any]:
-    """Host, port and workers the program really runs with, from its command line."""
+    """Host, port, workers and code paths the program really runs with, from its command line."""
     process = supervisor.program()
     try:
         argv = process.cmdline() if process is not None else []
     except psutil.Error:
         return {}
+    if not argv:
+        return {}
     found: dict[str, Any] = {}
     for flag, key in (("--host", "host"), ("--port", "port"), ("--workers", "workers")):
         if flag in argv[:-1]:
             found[key] = argv[argv.index(flag) + 1]
+    found["code_paths"] = [
+        value for flag, value in zip(argv, argv[1:], strict=False) if flag == CODE_PATH_OPTION
+    ]
     return found
 
 
@@ -258,6 +266,8 @@ class ModelServerArgs:
     max_body_bytes: pulumi.Input[int] | None = None
     token: pulumi.Input[str] | None = None
     """Bearer token the server requires; written to a 0600 file, never on a command line."""
+    code_paths: pulumi.Input[list[str]] = field(default_factory=list)
+    """Directories of the project's own modules, first on the server's import path; absolute."""
 
 
 class ModelServer(LocalResource[ModelServerArgs], module="mlinfra", name="ModelServer"):

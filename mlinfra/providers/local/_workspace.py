@@ -1,10 +1,11 @@
-"""The training workspace: a directory for runs and caches, and the worker pool's settings."""
+"""The training workspace: a directory for runs and caches, and the worker pool's settings
+(how many workers; the code paths they put first on their import path, passed to `train`)."""
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import pulumi
 from pydantic import Field
 
 from ..._fs import atomic_write_text
-from ._base import LocalResource
+from ._base import AbsolutePath, LocalResource
 from ._files import DirectoryInputs, DirectoryProvider
 
 __all__ = [
@@ -35,10 +36,12 @@ def resolve_workers(workers: Any) -> Any:
 
 class WorkspaceInputs(DirectoryInputs):
     workers: int = Field(0, ge=0, le=256)
+    code_paths: list[AbsolutePath] = Field(default_factory=list)
 
 
 class TrainingWorkspaceProvider(DirectoryProvider[WorkspaceInputs]):
-    """Replaced when the path changes; a new worker count is an update (pool.json rewritten)."""
+    """Replaced when the path changes; a new worker count is an update (pool.json rewritten),
+    and so are new code paths (an output only: `mlinfra train` hands them to the workers)."""
 
     inputs_model = WorkspaceInputs
     parts = ("runs", "cache", POOL_FILE)
@@ -57,7 +60,11 @@ class TrainingWorkspaceProvider(DirectoryProvider[WorkspaceInputs]):
 
     def comparable(self, props: dict[str, Any]) -> dict[str, Any]:
         # Old outputs hold the resolved count, new inputs may say 0: compare what the pool gets.
-        return {"path": props.get("path"), "workers": resolve_workers(props.get("workers"))}
+        return {
+            "path": props.get("path"),
+            "workers": resolve_workers(props.get("workers")),
+            "code_paths": props.get("code_paths") or [],
+        }
 
 
 def _read_pool(root: Path) -> dict[str, Any] | None:
@@ -73,6 +80,7 @@ def _read_pool(root: Path) -> dict[str, Any] | None:
 class TrainingWorkspaceArgs:
     path: pulumi.Input[str]
     workers: pulumi.Input[int] = 0
+    code_paths: pulumi.Input[list[str]] = field(default_factory=list)
 
 
 class TrainingWorkspace(
@@ -83,3 +91,4 @@ class TrainingWorkspace(
     provider_type = TrainingWorkspaceProvider
     path: pulumi.Output[str]
     workers: pulumi.Output[int]
+    code_paths: pulumi.Output[list[str]]

@@ -1,0 +1,65 @@
+"""What SQLite says about a database that failed: damaged, unusable here, or a bug.
+
+Both stores (the state and the registry) translate their SQLite errors here, so a damaged file
+is always one line naming the file, SQLite's finding and the way to get the data back.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from pathlib import Path
+
+from ..errors import StateError
+
+__all__ = ["check_database", "check_file", "damaged_error", "translating_sqlite_errors"]
+
+_DAMAGE_CODES = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+_PROBLEMS_SHOWN = 3
+
+
+def check_database(db: sqlite3.Connection) -> str | None:
+    """SQLite's `quick_check` of an open database: what it finds wrong, None when it is sound
+    (or when the check cannot run for a reason that is not damage, such as a locked file)."""
+    try:
+        found = [row[0] for row in db.execute(f"PRAGMA quick_check({_PROBLEMS_SHOWN})")]
+    except sqlite3.DatabaseError as exc:
+        return str(exc) if _is_damage(exc) else None
+    return None if found == ["ok"] else "; ".join(" ".join(line.split()) for line in found)
+
+
+def check_file(path: Path) -> str | None:
+    """`check_database` of a file opened read-only, so that checking never changes it."""
+    try:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+            return check_database(db)
+    except sqlite3.DatabaseError as exc:
+        return str(exc) if _is_damage(exc) else None
+
+
+@contextmanager
+def translating_sqlite_errors(
+    path: Path, remedy: str, db: sqlite3.Connection | None = None
+) -> Iterator[None]:
+    """Turn a failed SQLite call on `path` into a StateError: damaged (with `remedy`), or not
+    usable here (disk full, I/O error, locked). Any other error is a bug and stays as it is."""
+    try:
+        yield
+    except sqlite3.DatabaseError as exc:
+        problem = check_database(db) if db is not None else check_file(path)
+        if problem is not None or _is_damage(exc):
+            raise damaged_error(path, problem or str(exc), remedy, error=str(exc)) from exc
+        if isinstance(exc, sqlite3.OperationalError):
+            raise StateError(f"cannot use {path}: {exc}") from exc
+        raise
+
+
+def damaged_error(path: Path, problem: str, remedy: str, *, error: str = "") -> StateError:
+    """The one line for a damaged database: which file, what SQLite says, what to do."""
+    found = problem if error in ("", problem) else f"{error}; its check found: {problem}"
+    return StateError(f"{path} is damaged (SQLite: {found}); {remedy}")
+
+
+def _is_damage(exc: sqlite3.DatabaseError) -> bool:
+    return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in _DAMAGE_CODES
