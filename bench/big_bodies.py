@@ -1,7 +1,8 @@
 """Benchmark large request bodies: how long health probes and one-row predictions wait behind them.
 
     python bench/big_bodies.py                      # this checkout's server
-    python bench/big_bodies.py --source /tmp/old    # another copy of the package (before/after)
+    git archive HEAD~1 mlinfra | tar -x -C /tmp/old # an older copy of the package, to compare:
+    python bench/big_bodies.py --source /tmp/old --label "before"
 
 One server worker serves the iris example's model (bench/serving.py builds it). Four bodies of
 about 10 MB each (MLflow `dataframe_split`, 470,000 rows, just under the default 10 MiB limit) are
@@ -164,7 +165,7 @@ def _ms(values: list[float]) -> str:
         return "-"
     ordered = sorted(values)
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-    return f"{statistics.median(ordered) * 1000:.1f} / {p99 * 1000:.1f} / {ordered[-1] * 1000:.0f}"
+    return f"{statistics.median(ordered) * 1000:.1f} / {p99 * 1000:.1f} / {ordered[-1] * 1000:.1f}"
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ import json
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -24,6 +24,7 @@ __all__ = [
     "HEAD_TIMEOUT_SECONDS",
     "MAX_HEAD_BYTES",
     "PIECE_ITEMS",
+    "TOO_SLOW",
     "BearerAuth",
     "GuardedHTTP",
     "HTTPProblem",
@@ -41,6 +42,7 @@ MAX_HEAD_BYTES = 64 * 1024
 # client must keep sending at that pace (as Apache's mod_reqtimeout asks), at most 165 s for 10 MiB.
 BODY_GRACE_SECONDS = 5.0
 BODY_BYTES_PER_SECOND = 64 * 1024
+TOO_SLOW = "mlinfra.too_slow"  # scope key: why GuardedHTTP cut a request's body off
 # Large data is converted, encoded and freed this many items per C call: each call then holds the
 # GIL for a few milliseconds, and the event loop's thread gets its turn in between.
 PIECE_ITEMS = 16_384
@@ -120,28 +122,23 @@ def declared_length(request: Request, limit: int) -> int | None:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The body as it streams in: 413 past `limit` bytes, 408 if it comes too slowly."""
+    """The body as it streams in, 413 past `limit` bytes. `GuardedHTTP` cuts off a client that
+    sends it too slowly (a 408), which the app sees as the client leaving."""
     chunks = []
     size = 0
-    start = asyncio.get_running_loop().time()
-    try:
-        async with asyncio.timeout(BODY_GRACE_SECONDS) as deadline:
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise HTTPProblem(413, f"request body is over the limit of {limit} bytes")
-                chunks.append(chunk)
-                deadline.reschedule(start + BODY_GRACE_SECONDS + size / BODY_BYTES_PER_SECOND)
-    except ClientDisconnect:
-        raise HTTPProblem(400, f"the client left after {size} bytes of its body") from None
-    except TimeoutError:
-        raise HTTPProblem(
-            408,
-            f"request body too slow: {size} bytes in {BODY_GRACE_SECONDS:g} s plus 1 s per "
-            f"{BODY_BYTES_PER_SECOND} bytes",
-            headers={"connection": "close"},
-        ) from None
-    return b"".join(chunks)
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            if request.scope.get(TOO_SLOW):
+                raise HTTPProblem(408, request.scope[TOO_SLOW])
+            raise HTTPProblem(400, f"the client left after {size} bytes of its body")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise HTTPProblem(413, f"request body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def parse_json(raw: bytes, *, interruptible: bool = False) -> Any:
@@ -213,73 +210,98 @@ class BearerAuth:
 
 
 class GuardedHTTP(HttpToolsProtocol):
-    """uvicorn's HTTP/1.1 protocol, with a deadline whenever the connection waits on the client
-    while no request is with the app, and a size limit on request heads.
+    """uvicorn's HTTP/1.1 protocol with deadlines on the client and a size limit on request heads.
 
-    uvicorn itself waits for a request's head for ever: a client sending half a request line
-    (slowloris), or endless headers, would hold its connection and memory until it gave up. Run
-    uvicorn with `http="mlinfra.serving._http:GuardedHTTP"`.
+    uvicorn waits for a request's head and body for ever: a client sending half a request, or a
+    body a byte at a time (slowloris), would hold its connection and memory until it gave up.
+    Each connection is in one phase at a time, and one timer per connection checks the phase's
+    deadline, so that a request costs no timer of its own. Run uvicorn with
+    `http="mlinfra.serving._http:GuardedHTTP"`.
     """
 
-    _deadline: asyncio.TimerHandle | None = None
-    _in_head = True  # from the connection's start and each request's first byte, to its headers
-    _head_bytes = 0
+    _phase = "head"  # "head", "body", "app" (the app has the whole request) or "idle"
+    _since = 0.0  # when the phase began, in loop time
+    _received = 0  # bytes received in the phase
+    _watchdog: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._restart_deadline()
+        self._enter("head")
+        self._watchdog = self.loop.call_later(HEAD_TIMEOUT_SECONDS, self._check)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_deadline()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        if self._in_head and not self._app_busy():
-            self._head_bytes += len(data)
-            if self._head_bytes > MAX_HEAD_BYTES:
+        if self._phase == "head" and not self._app_busy():
+            self._received += len(data)
+            if self._received > MAX_HEAD_BYTES:
                 self._refuse(431, f"request head is over {MAX_HEAD_BYTES} bytes")
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._in_head = True
-        self._head_bytes = 0
-        self._restart_deadline()
+        self._enter("head")
 
     def on_headers_complete(self) -> None:
-        self._in_head = False
-        self._cancel_deadline()
+        self._enter("body")
         super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        self._received += len(body)
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        answered = self.cycle is not None and self.cycle.response_complete  # answered unread
+        self._enter("idle" if answered else "app")
+        super().on_message_complete()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        # The client's turn: the next request, or the rest of a body the app answered unread.
-        self._restart_deadline()
+        if self._phase == "app" and not self._app_busy():
+            self._enter("idle")  # else the rest of a body answered unread keeps its deadline
+
+    def _enter(self, phase: str) -> None:
+        self._phase = phase
+        self._since = self.loop.time()
+        self._received = 0
 
     def _app_busy(self) -> bool:
         return self.cycle is not None and not self.cycle.response_complete
 
-    def _restart_deadline(self) -> None:
-        self._cancel_deadline()
-        self._deadline = self.loop.call_later(HEAD_TIMEOUT_SECONDS, self._deadline_passed)
+    def _due(self) -> float | None:
+        """When the current phase must be over; None while the app has the request."""
+        if self._phase == "body":
+            return self._since + BODY_GRACE_SECONDS + self._received / BODY_BYTES_PER_SECOND
+        if self._phase == "app" or self._app_busy():  # a pipelined request waits its turn
+            return None
+        return self._since + HEAD_TIMEOUT_SECONDS  # "head", "idle"
 
-    def _cancel_deadline(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
-
-    def _deadline_passed(self) -> None:
-        self._deadline = None
-        if self._app_busy():  # the app has a request (its body has a deadline of its own)
-            self._restart_deadline()
-        elif self._in_head:
+    def _check(self) -> None:
+        self._watchdog = None
+        now = self.loop.time()
+        due = self._due()
+        if due is None or now < due or (self._phase == "body" and self.flow.read_paused):
+            # not late, or the server is the slow one (it stopped reading, for flow control)
+            wake = due if due is not None and due > now else now + HEAD_TIMEOUT_SECONDS
+            self._watchdog = self.loop.call_at(wake, self._check)
+        elif self._phase == "head":
             self._refuse(408, f"request head not received within {HEAD_TIMEOUT_SECONDS:g} s")
-        else:
+        elif self._phase == "body" and not self.cycle.response_started:
+            why = (
+                f"request body too slow: {self._received} bytes in {BODY_GRACE_SECONDS:g} s "
+                f"plus 1 s per {BODY_BYTES_PER_SECOND} bytes"
+            )
+            self.cycle.scope[TOO_SLOW] = why  # type: ignore[literal-required]
+            self._refuse(408, why)
+        else:  # idle, or the rest of a body after its answer
             self.transport.close()
 
     def _refuse(self, status: int, message: str) -> None:
-        """Answer a request that never reached the app, and close its connection."""
-        self._cancel_deadline()
+        """Answer a request the app will not answer, and close its connection."""
         if self.transport.is_closing():
             return
         reason = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}[status]
