@@ -170,9 +170,9 @@ def test_secrets_are_encrypted_in_the_state_files(journal_project):
     engine.up()
     engine.close()
     state_dir = journal_project.root / ".mlinfra"
-    for path in state_dir.iterdir():
-        data = path.read_bytes()
-        assert b"s3cr3t" not in data, f"plain secret in {path.name}"
+    for path in state_dir.rglob("*"):
+        if path.is_file():
+            assert b"s3cr3t" not in path.read_bytes(), f"plain secret in {path.name}"
     assert oct((state_dir / "state.db").stat().st_mode & 0o777) == "0o600"
     assert journal_project.engine().outputs()["token"]["value"] == "s3cr3t-output"
 

@@ -158,7 +158,10 @@ def test_a_registry_holding_versions_is_protected_kept_by_destroy_and_found_agai
 
     _ok(iris_project, "destroy", "--delete-data", "--yes")
     assert not registry.exists()
-    assert sorted(p.name for p in (iris_project.root / ".mlinfra").iterdir()) == ["state.db"]
+    assert sorted(p.name for p in (iris_project.root / ".mlinfra").iterdir()) == [
+        "backups",
+        "state.db",
+    ]
 
 
 def test_an_up_failing_on_a_port_in_use_leaves_nothing_to_warn_about(

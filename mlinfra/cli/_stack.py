@@ -237,5 +237,8 @@ def envs(project: ProjectOption = None, json_: JsonOption = False) -> None:
 
 
 def register(app: typer.Typer) -> None:
+    from . import _state
+
     for command in (preview, up, destroy, refresh, status, outputs, history, envs):
         app.command()(command)
+    _state.register(app)

@@ -1,7 +1,8 @@
 """The registry's metadata in SQLite: WAL for readers beside one writer, file mode 0600.
 
 Each thread of each process gets its own connection, so a long-lived server or TUI can share one
-`Registry` between threads and a forked worker never reuses its parent's handle.
+`Registry` between threads and a forked worker never reuses its parent's handle. Every SQLite call
+goes through `_write` or `_rows`, where a failure becomes one line (a damaged file says so).
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import EllipsisType
 from typing import Any
 
 from ..errors import StateError
+from ..state import translating_sqlite_errors
 from ._errors import (
     AliasConflictError,
     ModelNotFoundError,
@@ -31,6 +33,11 @@ __all__ = ["SCHEMA_VERSION", "SqliteStore"]
 # listing columns of `versions` (metric ... data_hash).
 SCHEMA_VERSION = 2
 _BUSY_TIMEOUT_MS = 30_000
+# mlinfra copies no model data behind the user's back: registries are data, backed up by them.
+_RESTORE_HINT = (
+    "stop what uses this registry and restore registry.db from your own backup of it "
+    "(mlinfra makes none; the artifacts/ beside it are separate files)"
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS models (
@@ -162,7 +169,8 @@ class SqliteStore:
 
     def check(self) -> None:
         """Refuse a file written by an older or newer mlinfra, or not a registry at all."""
-        self._check_schema(self._db())
+        with self._sqlite_errors():
+            self._check_schema(self._db())
 
     def _check_schema(self, db: sqlite3.Connection) -> None:
         found = db.execute("PRAGMA user_version").fetchone()[0]
@@ -184,35 +192,49 @@ class SqliteStore:
 
     # -- connections -------------------------------------------------------------------------
 
-    def _db(self) -> sqlite3.Connection:
+    def _connection(self) -> sqlite3.Connection | None:
+        """This thread's connection, if it has one (a forked child does not inherit it)."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None or self._local.pid != os.getpid():
-            try:
-                conn = sqlite3.connect(
-                    self.path, isolation_level=None, timeout=_BUSY_TIMEOUT_MS / 1000
-                )
-                conn.execute("PRAGMA journal_mode = WAL")
-                conn.execute("PRAGMA synchronous = NORMAL")
-                conn.execute("PRAGMA foreign_keys = ON")
-            except sqlite3.Error as exc:
-                raise StateError(f"cannot open the registry database {self.path}: {exc}") from exc
+        return conn if conn is not None and self._local.pid == os.getpid() else None
+
+    def _db(self) -> sqlite3.Connection:
+        """This thread's connection, opened on first use; call it inside `_sqlite_errors`."""
+        conn = self._connection()
+        if conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=_BUSY_TIMEOUT_MS / 1000)
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
             self._local.conn, self._local.pid = conn, os.getpid()
         return conn
 
     @contextmanager
+    def _sqlite_errors(self) -> Iterator[None]:
+        with translating_sqlite_errors(self.path, _RESTORE_HINT, self._connection()):
+            yield
+
+    @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction; BEGIN IMMEDIATE makes concurrent writers queue instead of fail."""
-        db = self._db()
-        try:
-            db.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise StateError(f"the registry {self.path} stayed locked: {exc}") from exc
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+        with self._sqlite_errors():
+            db = self._db()
+            try:
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise StateError(f"the registry {self.path} stayed locked: {exc}") from exc
+            try:
+                yield db
+            except BaseException:
+                # SQLite ends the transaction itself on some errors (disk full, I/O)
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    def _rows(self, sql: str, args: Iterable[Any] = ()) -> list[Any]:
+        """The rows of one read."""
+        with self._sqlite_errors():
+            return self._db().execute(sql, tuple(args)).fetchall()
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -293,9 +315,8 @@ class SqliteStore:
 
     def list_summaries(self, model: str | None, *, limit: int | None) -> list[VersionSummary]:
         clause, args = _listing(model, limit)
-        db = self._db()
-        rows = db.execute(f"{_SUMMARY_SELECT} {clause}", args).fetchall()
-        tags = self._tags(db, rows)
+        rows = self._rows(f"{_SUMMARY_SELECT} {clause}", args)
+        tags = self._tags(rows)
         return [
             VersionSummary(
                 model=row[0],
@@ -314,25 +335,21 @@ class SqliteStore:
             for row in rows
         ]
 
-    @staticmethod
-    def _tags(
-        db: sqlite3.Connection, rows: list[tuple[Any, ...]]
-    ) -> dict[tuple[str, int], dict[str, str]]:
+    def _tags(self, rows: list[tuple[Any, ...]]) -> dict[tuple[str, int], dict[str, str]]:
         """Tags of the versions in `rows` (model and version first), in one query."""
         tags: dict[tuple[str, int], dict[str, str]] = {}
         if rows:
             models = sorted({row[0] for row in rows})
             marks = ",".join("?" * len(models))
-            for model, version, key, value in db.execute(
+            for model, version, key, value in self._rows(
                 f"SELECT model, version, key, value FROM tags WHERE model IN ({marks})", models
             ):
                 tags.setdefault((model, version), {})[key] = value
         return tags
 
     def _versions(self, clause: str, args: tuple[Any, ...]) -> list[ModelVersion]:
-        db = self._db()
-        rows = db.execute(f"{_VERSION_SELECT} {clause}", args).fetchall()
-        tags = self._tags(db, rows)
+        rows = self._rows(f"{_VERSION_SELECT} {clause}", args)
+        tags = self._tags(rows)
         loads = json.loads
         return [
             ModelVersion(
@@ -355,21 +372,17 @@ class SqliteStore:
         ]
 
     def model_names(self) -> list[str]:
-        return [name for (name,) in self._db().execute("SELECT name FROM models ORDER BY name")]
+        return [name for (name,) in self._rows("SELECT name FROM models ORDER BY name")]
 
     def document(self, model: str, version: int, kind: str) -> Any | None:
-        row = (
-            self._db()
-            .execute(
-                "SELECT body FROM documents WHERE model = ? AND version = ? AND kind = ?",
-                (model, version, kind),
-            )
-            .fetchone()
+        rows = self._rows(
+            "SELECT body FROM documents WHERE model = ? AND version = ? AND kind = ?",
+            (model, version, kind),
         )
-        return json.loads(row[0]) if row else None
+        return json.loads(rows[0][0]) if rows else None
 
     def documents(self, model: str, version: int) -> dict[str, Any]:
-        rows = self._db().execute(
+        rows = self._rows(
             "SELECT kind, body FROM documents WHERE model = ? AND version = ? ORDER BY kind",
             (model, version),
         )
@@ -405,11 +418,11 @@ class SqliteStore:
     # -- aliases -----------------------------------------------------------------------------
 
     def aliases(self, model: str, env: str) -> dict[str, int]:
-        rows = self._db().execute(
+        rows = self._rows(
             "SELECT alias, version FROM aliases WHERE model = ? AND env = ? ORDER BY alias",
             (model, env),
         )
-        return dict(rows.fetchall())
+        return dict(rows)
 
     def move_alias(
         self,
@@ -461,7 +474,7 @@ class SqliteStore:
             clause, args = clause + " AND env = ?", [*args, env]
         if alias is not None:
             clause, args = clause + " AND alias = ?", [*args, alias]
-        rows = self._db().execute(
+        rows = self._rows(
             "SELECT id, model, env, alias, from_version, to_version, at, actor, reason "
             f"FROM alias_events {clause} ORDER BY id",
             args,
@@ -493,7 +506,7 @@ class SqliteStore:
         return Report(report_id, model, version, env, kind, at, created_by, passed, body, markdown)
 
     def reports(self, model: str, version: int) -> list[Report]:
-        rows = self._db().execute(
+        rows = self._rows(
             "SELECT id, model, version, env, kind, created_at, created_by, passed, body, markdown "
             "FROM reports WHERE model = ? AND version = ? ORDER BY id",
             (model, version),

@@ -1,25 +1,47 @@
 """Where the embedded engine keeps what it knows: `open_state(state_dir)` is the entry point.
 
-SQLite today; the records in `_model` are the whole interface, so PostgreSQL can follow.
+SQLite today; the records in `_model` are the whole interface, so PostgreSQL can follow. Each
+update is preceded by a backup (`list_backups`), and `plan_recovery` / `recover` put one back.
 """
 
 from pathlib import Path
 
+from ._backup import BACKUP_DIR, KEEP_BACKUPS, StateBackup, list_backups
+from ._integrity import translating_sqlite_errors
 from ._model import KeptResource, LockHolder, PendingOperation, ResourceState, UpdateRecord
+from ._recover import (
+    Recovery,
+    RecoveryPlan,
+    StateFile,
+    inspect_state_file,
+    plan_recovery,
+    recover,
+)
 from ._secrets import PASSPHRASE_ENV, is_secret, plain, wrap_secret
 from ._sqlite import SqliteStateStore
 
 __all__ = [
+    "BACKUP_DIR",
+    "KEEP_BACKUPS",
     "PASSPHRASE_ENV",
     "KeptResource",
     "LockHolder",
     "PendingOperation",
+    "Recovery",
+    "RecoveryPlan",
     "ResourceState",
     "SqliteStateStore",
+    "StateBackup",
+    "StateFile",
     "UpdateRecord",
+    "inspect_state_file",
     "is_secret",
+    "list_backups",
     "open_state",
     "plain",
+    "plan_recovery",
+    "recover",
+    "translating_sqlite_errors",
     "wrap_secret",
 ]
 

@@ -23,6 +23,7 @@ __all__ = [
     "KEEP_BACKUPS",
     "RECOVER_HINT",
     "StateBackup",
+    "copy_database",
     "list_backups",
     "write_backup",
 ]
@@ -54,6 +55,17 @@ def list_backups(state_dir: Path) -> list[StateBackup]:
     return sorted(found, key=lambda backup: (backup.taken_at, backup.update_id))
 
 
+def copy_database(db: sqlite3.Connection, target: Path) -> str | None:
+    """Copy the open `db` into a new file `target` (0600) with SQLite's backup API, consistent
+    even beside writers; returns what checking the copy found (None: sound)."""
+    os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+    with closing(sqlite3.connect(target, isolation_level=None)) as copy:
+        db.backup(copy)
+        # A standalone file, no -wal beside it: a backup or a restore is always one whole file.
+        copy.execute("PRAGMA journal_mode=DELETE")
+        return check_database(copy)
+
+
 def write_backup(
     db: sqlite3.Connection,
     state_dir: Path,
@@ -68,13 +80,8 @@ def write_backup(
     stamp = time.strftime(_STAMP)
     path = folder / f"state-{stamp}-{update_id}.db"
     partial = folder / f".{path.name}.partial"
-    os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
     try:
-        with closing(sqlite3.connect(partial, isolation_level=None)) as copy:
-            db.backup(copy)
-            # A standalone file: no -wal beside it, so checking or copying it takes one file.
-            copy.execute("PRAGMA journal_mode=DELETE")
-            problem = check_database(copy)
+        problem = copy_database(db, partial)
         if problem is not None:
             raise damaged_error(source, problem, RECOVER_HINT)
         os.replace(partial, path)

@@ -13,7 +13,14 @@ from pathlib import Path
 
 from ..errors import StateError
 
-__all__ = ["check_database", "check_file", "damaged_error", "translating_sqlite_errors"]
+__all__ = [
+    "check_database",
+    "check_file",
+    "damaged_error",
+    "is_damage",
+    "open_read_only",
+    "translating_sqlite_errors",
+]
 
 _DAMAGE_CODES = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 _PROBLEMS_SHOWN = 3
@@ -25,17 +32,28 @@ def check_database(db: sqlite3.Connection) -> str | None:
     try:
         found = [row[0] for row in db.execute(f"PRAGMA quick_check({_PROBLEMS_SHOWN})")]
     except sqlite3.DatabaseError as exc:
-        return str(exc) if _is_damage(exc) else None
-    return None if found == ["ok"] else "; ".join(" ".join(line.split()) for line in found)
+        return str(exc) if is_damage(exc) else None
+    if found == ["ok"]:
+        return None
+    # Problems come under a "*** in database main ***" heading: one schema, so it says nothing.
+    text = "; ".join(
+        " ".join(line.replace("*** in database main ***", "").split()) for line in found
+    )
+    return text.strip("; ")
+
+
+def open_read_only(path: Path) -> closing[sqlite3.Connection]:
+    """A connection that cannot change the file (no writes, no checkpoint), closed on exit."""
+    return closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True))
 
 
 def check_file(path: Path) -> str | None:
     """`check_database` of a file opened read-only, so that checking never changes it."""
     try:
-        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+        with open_read_only(path) as db:
             return check_database(db)
     except sqlite3.DatabaseError as exc:
-        return str(exc) if _is_damage(exc) else None
+        return str(exc) if is_damage(exc) else None
 
 
 @contextmanager
@@ -48,7 +66,7 @@ def translating_sqlite_errors(
         yield
     except sqlite3.DatabaseError as exc:
         problem = check_database(db) if db is not None else check_file(path)
-        if problem is not None or _is_damage(exc):
+        if problem is not None or is_damage(exc):
             raise damaged_error(path, problem or str(exc), remedy, error=str(exc)) from exc
         if isinstance(exc, sqlite3.OperationalError):
             raise StateError(f"cannot use {path}: {exc}") from exc
@@ -61,5 +79,6 @@ def damaged_error(path: Path, problem: str, remedy: str, *, error: str = "") -> 
     return StateError(f"{path} is damaged (SQLite: {found}); {remedy}")
 
 
-def _is_damage(exc: sqlite3.DatabaseError) -> bool:
+def is_damage(exc: sqlite3.DatabaseError) -> bool:
+    """Does SQLite's error code say the file is corrupt or not a database?"""
     return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in _DAMAGE_CODES

@@ -24,7 +24,7 @@ from ._integrity import translating_sqlite_errors
 from ._model import KeptResource, LockHolder, PendingOperation, ResourceState, UpdateRecord
 from ._secrets import SecretBox, is_secret, wrap_secret
 
-__all__ = ["SqliteStateStore"]
+__all__ = ["SCHEMA_VERSION", "UPDATE_SELECT", "SqliteStateStore", "holder_alive", "update_record"]
 
 # Kept in the file's `PRAGMA user_version`; bump it with every change to _SCHEMA. Changes so far
 # only add tables (v2: `kept`), so an older state is upgraded in place by creating them.
@@ -380,27 +380,9 @@ class SqliteStateStore:
 
     def history(self, stack: str, *, limit: int = 50) -> list[UpdateRecord]:
         rows = self._query(
-            "SELECT id, stack, kind, started, finished, user, host, git_commit, dirty, result, "
-            "summary, error FROM updates WHERE stack = ? ORDER BY id DESC LIMIT ?",
-            (stack, limit),
+            f"{UPDATE_SELECT} WHERE stack = ? ORDER BY id DESC LIMIT ?", (stack, limit)
         )
-        return [
-            UpdateRecord(
-                id=r[0],
-                stack=r[1],
-                kind=r[2],
-                started=r[3],
-                finished=r[4],
-                user=r[5],
-                host=r[6],
-                commit=r[7],
-                dirty=bool(r[8]),
-                result=r[9],
-                summary=json.loads(r[10]),
-                error=r[11],
-            )
-            for r in rows
-        ]
+        return [update_record(row) for row in rows]
 
     # Locks
 
@@ -417,7 +399,7 @@ class SqliteStateStore:
                 holder = LockHolder(
                     pid=row[0], host=row[2], user=row[3], command=row[4], since=row[5]
                 )
-                if not force and _alive(row[0], row[1], row[2]):
+                if not force and holder_alive(row[0], row[1], row[2]):
                     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.since))
                     raise StateLockedError(
                         f"stack {stack!r} is locked by `{holder.command}` (pid {holder.pid} on "
@@ -446,10 +428,34 @@ class SqliteStateStore:
             "SELECT pid, started_at, host, user, command, since FROM locks WHERE stack = ?",
             (stack,),
         )
-        if not rows or not _alive(rows[0][0], rows[0][1], rows[0][2]):
+        if not rows or not holder_alive(rows[0][0], rows[0][1], rows[0][2]):
             return None
         pid, _, host, user, command, since = rows[0]
         return LockHolder(pid=pid, host=host, user=user, command=command, since=since)
+
+
+UPDATE_SELECT = (
+    "SELECT id, stack, kind, started, finished, user, host, git_commit, dirty, result, summary, "
+    "error FROM updates"
+)
+
+
+def update_record(row: tuple[Any, ...]) -> UpdateRecord:
+    """An `UpdateRecord` from a row of `UPDATE_SELECT`."""
+    return UpdateRecord(
+        id=row[0],
+        stack=row[1],
+        kind=row[2],
+        started=row[3],
+        finished=row[4],
+        user=row[5],
+        host=row[6],
+        commit=row[7],
+        dirty=bool(row[8]),
+        result=row[9],
+        summary=json.loads(row[10]),
+        error=row[11],
+    )
 
 
 def _next_seq(db: sqlite3.Connection, stack: str) -> int:
@@ -463,7 +469,7 @@ def _this_process() -> tuple[int, float]:
     return os.getpid(), psutil.Process().create_time()
 
 
-def _alive(pid: int, started_at: float, host: str) -> bool:
+def holder_alive(pid: int, started_at: float, host: str) -> bool:
     """Is the lock holder still running? Another host's holder is assumed alive."""
     if host != socket.gethostname():
         return True
