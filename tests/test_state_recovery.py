@@ -7,12 +7,13 @@ import json
 import shutil
 import signal
 import sqlite3
+import subprocess
 import time
 from contextlib import closing
 from pathlib import Path
 
 import pytest
-from conftest import JournalProject, run_cli
+from conftest import MLINFRA, JournalProject, cli_env, run_cli
 
 from mlinfra.errors import StateError
 from mlinfra.registry import NewVersion, Registry, dump_model, initialize
@@ -300,13 +301,23 @@ def test_a_new_state_without_secrets_still_makes_its_key(journal_project):
 
 
 def test_sigint_of_a_real_up_is_recorded_as_interrupted(journal_project):
-    process = journal_project.popen("up", "--yes", env={"SLOW_SECONDS": "0.5"})
+    process = subprocess.Popen(
+        [*MLINFRA, "up", "--yes"],
+        cwd=journal_project.root,
+        env=cli_env({"MLINFRA_ENV": "dev", "SLOW_SECONDS": "0.5"}),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 30
     while not journal_project.journal():
         assert time.monotonic() < deadline, "the up never got going"
         time.sleep(0.02)
     process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=30) == 130
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130
+    assert stderr.strip().splitlines()[-1] == "interrupted"
     history = json.loads(journal_project.cli("history", "--json").stdout)
     assert [(h["result"], h["error"]) for h in history] == [("interrupted", "interrupted (Ctrl-C)")]
     assert history[0]["summary"], "what it did before Ctrl-C is counted"

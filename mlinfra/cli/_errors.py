@@ -55,6 +55,8 @@ def run_guarded(command: Callable[[], object]) -> int:
             soft_wrap=True,
         )
         return EXIT_UNEXPECTED
+    if result == EXIT_INTERRUPTED:  # typer turns Ctrl-C into this code before we see it
+        error_console.print("[yellow]interrupted[/]")
     return result if isinstance(result, int) else 0
 
 
