@@ -8,7 +8,8 @@
     ├── DeploymentError (5)        a resource step failed; the rest of the state is saved
     │   └── ProtectedResourceError (5)
     ├── ValidationError (6)        data or request failed its checks
-    └── GateFailedError (7)        an evaluation gate or rollout analysis said no
+    ├── GateFailedError (7)        an evaluation gate or rollout analysis said no
+    └── RolloutConflictError (8)   a rollout is in progress: promote, abort or roll it back first
 
 Anything else that escapes is a bug: the CLI exits 3 and writes the traceback to a log file.
 """
@@ -22,6 +23,7 @@ __all__ = [
     "GateFailedError",
     "MlinfraError",
     "ProtectedResourceError",
+    "RolloutConflictError",
     "StateError",
     "StateLockedError",
     "ValidationError",
@@ -64,3 +66,10 @@ class ValidationError(MlinfraError):
 
 class GateFailedError(MlinfraError):
     exit_code = 7
+
+
+class RolloutConflictError(MlinfraError):
+    """Not a failure of anything: the env is busy with a rollout that a person or its driver
+    ends; CI may wait and retry."""
+
+    exit_code = 8

@@ -4,9 +4,12 @@ bundled example brought up for real (`mlinfra up`), with real models in its regi
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -15,8 +18,9 @@ from _serving import FEATURES, ROW, register
 from sklearn.linear_model import LogisticRegression
 from sklearn.tree import DecisionTreeClassifier
 
-from mlinfra.errors import GateFailedError, ValidationError
+from mlinfra.errors import GateFailedError, RolloutConflictError, ValidationError
 from mlinfra.registry import Registry
+from mlinfra.rollout import Target, status
 
 
 def _json(result: subprocess.CompletedProcess[str]) -> dict:
@@ -110,6 +114,8 @@ def test_cli_serving_commands_do_not_import_the_web_stack_or_scikit_learn() -> N
         (["deploy", "1", "--steps", "50,10"], "steps"),
         (["deploy", "1", "--interval", "soon"], "interval"),
         (["deploy", "1", "--canary", "0"], "--canary"),
+        (["deploy", "1", "--interval", "25h"], "from 100ms to 24h"),
+        (["deploy", "1", "--steps", ",".join(map(str, range(1, 22)))], "at most 20 steps"),
     ],
 )
 def test_cli_refuses_bad_rollout_options_in_one_line(
@@ -117,3 +123,57 @@ def test_cli_refuses_bad_rollout_options_in_one_line(
 ) -> None:  # noqa: ANN001
     result = iris_project.cli(*args, "--env", "dev")
     assert result.returncode == 2 and message in result.stderr
+
+
+def _wait_for_driver(target: Target, state: str) -> dict:
+    deadline = time.monotonic() + 60
+    while (driver := status(target)["driver"]) is None or driver["state"] != state:
+        assert time.monotonic() < deadline, f"driver never {state}: {driver}"
+        time.sleep(0.1)
+    return driver
+
+
+@pytest.mark.slow
+def test_cli_says_a_driver_died_resumes_it_and_destroy_stops_it(iris_project) -> None:  # noqa: ANN001
+    iris_project.set_gates()
+    assert iris_project.cli("up", "--env", "dev", "--yes").returncode == 0
+    outputs = _json(iris_project.cli("outputs", "--env", "dev", "--json"))
+    registry = Path(outputs["registry_path"])
+    target = Target(registry=registry, env="dev", url=outputs["serving_url"])
+    register(registry, LogisticRegression(max_iter=500))
+    register(registry, DecisionTreeClassifier(max_depth=3, random_state=0))
+    assert _json(iris_project.cli("deploy", "1", "--env", "dev", "--json"))["changed"] is True
+    same = iris_project.cli("deploy", "1", "--env", "dev")
+    assert same.returncode == 0 and "already serves iris v1" in same.stdout, same.stderr
+    assert "nothing to do" in same.stdout
+
+    canary = iris_project.cli(
+        "deploy", "2", "--env", "dev", "--steps", "50,100", "--interval", "2s",
+        "--min-samples", "20",
+    )  # fmt: skip
+    assert canary.returncode == 0, canary.stderr
+    running = _wait_for_driver(target, "running")  # no traffic: it waits at 50% for 20 s
+    busy = iris_project.cli("deploy", "1", "--env", "dev")
+    assert busy.returncode == RolloutConflictError.exit_code == 8
+    assert busy.stderr.count("\n") == 1 and "in progress" in busy.stderr
+
+    os.kill(running["watchdog_pid"], signal.SIGKILL)
+    os.kill(running["pid"], signal.SIGKILL)
+    _wait_for_driver(target, "dead")
+    dead = iris_project.cli("rollout", "status", "--env", "dev")
+    assert dead.returncode == 0 and "driver: dead since" in dead.stdout, dead.stdout
+    assert "`mlinfra rollout resume`, `mlinfra promote` or `mlinfra abort`" in dead.stdout
+
+    assert iris_project.cli("rollout", "resume", "--env", "dev").returncode == 0
+    _wait_for_driver(target, "running")
+    alive = iris_project.cli("rollout", "status", "--env", "dev")
+    assert "restarted 1 time)" in alive.stdout, alive.stdout
+    rollout = target.store.rollout()
+    drivers = [rollout.watchdog, rollout.controller]
+
+    destroyed = iris_project.cli("destroy", "--env", "dev", "--yes")
+    assert destroyed.returncode == 0, destroyed.stderr
+    assert not any(process.alive() for process in drivers)
+    assert iris_project.processes() == []
+    paused = target.store.rollout()
+    assert paused.phase == "paused" and "SIGTERM" in paused.reason

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import threading
 import time
 from collections import Counter
@@ -23,7 +22,8 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.tree import DecisionTreeClassifier
 
-from mlinfra.errors import DeploymentError, StateLockedError, ValidationError
+from mlinfra._process import ProcessIdentity
+from mlinfra.errors import RolloutConflictError, StateLockedError, ValidationError
 from mlinfra.registry import ArtifactRefusedError, Registry
 from mlinfra.rollout import (
     AnalysisPolicy,
@@ -249,8 +249,9 @@ def test_driver_that_cannot_read_metrics_pauses_the_rollout_instead_of_leaving_i
 def test_deploy_promote_and_rollbacks_under_steady_load_fail_no_request(target: Target) -> None:
     with Load(target.url) as load:
         begin(target, "2", steps=(50, 100), interval_seconds=60)
-        with pytest.raises(DeploymentError, match="in progress"):
+        with pytest.raises(RolloutConflictError, match="in progress") as busy:
             begin(target, "4", steps=(50, 100))
+        assert busy.value.exit_code == 8
         time.sleep(0.3)
         promoted = promote(target, reason="looks good")
         time.sleep(0.3)
@@ -388,19 +389,38 @@ def test_driver_that_never_gets_the_lock_pauses_the_rollout_with_the_reason(
     assert abort(target).phase == "aborted"
 
 
+def claimed_by(target: Target, driver: ProcessIdentity) -> None:
+    with target.store.locked():
+        claimed = target.store.rollout()
+        claimed.controller_pid, claimed.controller_started = driver.pid, driver.started
+        target.store.save(claimed)
+
+
 def test_driver_for_a_rollout_a_live_driver_claimed_still_refuses_to_drive_it_twice(
     target: Target, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(rollout_run, "_LOCK_PATIENCE", 0.3)
     begin(target, "2", steps=(50, 100), interval_seconds=60)
     with target.store.controller():
-        with target.store.locked():
-            claimed = target.store.rollout()
-            claimed.controller_pid = os.getpid()  # alive: this test process
-            target.store.save(claimed)
+        claimed_by(target, ProcessIdentity.current())  # alive: this test process
         with pytest.raises(StateLockedError, match="already driving"):
             drive(target)
     assert target.store.rollout().phase == "progressing"
+
+
+def test_recorded_driver_whose_pid_went_to_another_process_counts_as_dead(
+    target: Target, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pid recorded for the driver is now this test process's, which started later than
+    the driver did: the driver is dead, so the rollout is paused, not left to a stranger."""
+    monkeypatch.setattr(rollout_run, "_LOCK_PATIENCE", 0.3)
+    begin(target, "2", steps=(50, 100), interval_seconds=60)
+    me = ProcessIdentity.current()
+    with target.store.controller():
+        claimed_by(target, ProcessIdentity(pid=me.pid, started=me.started - 3600))
+        assert status(target)["driver"]["state"] == "dead"
+        rollout = drive(target)
+    assert rollout.phase == "paused" and "controller lock" in rollout.reason, rollout.reason
 
 
 def test_rollout_status_skips_a_history_line_torn_by_a_crash_and_appends_stay_whole(

@@ -1,4 +1,5 @@
-"""Commands that change what an env serves: deploy, promote, abort, rollback, rollout status.
+"""Commands that change what an env serves: deploy, promote, abort, rollback, rollout status
+and resume.
 
 Thin: each parses, calls one function of `mlinfra.rollout`, and renders. `deploy` and `promote`
 first clear the version against the env's gates (`mlinfra.evaluation.check_release`), which
@@ -171,8 +172,9 @@ def deploy(
     environment, target = _env_target(project, env)
     name = _model_to_serve(environment, target, model)
     clearance = clear_release(environment, target, name, version, override=override, json_=json_)
+    before = _generation(target)
     result = serve(target, clearance, plan=plan, json_=json_)
-    _finish(result, json_=json_, extra=release_json(clearance))
+    _finish(result, json_=json_, extra=release_json(clearance), before=before)
 
 
 def serve(
@@ -291,7 +293,26 @@ def rollback(
     """
     from ..rollout import rollback as run_rollback
 
-    _finish(run_rollback(_env_target(project, env)[1], to=to, reason=reason), json_=json_)
+    target = _env_target(project, env)[1]
+    before = _generation(target)
+    _finish(run_rollback(target, to=to, reason=reason), json_=json_, before=before)
+
+
+def resume(
+    env: EnvOption = None,
+    project: ProjectOption = None,
+    wait: WaitOption = False,
+    json_: JsonOption = False,
+) -> None:
+    """Start a driver for the env's paused rollout, or one whose driver died: it goes on at the
+    step where the rollout stands, with the results so far (and in the analysis window a dead
+    driver left open)."""
+    from ..rollout import resume as run_resume
+
+    rollout = run_resume(
+        _env_target(project, env)[1], wait=wait, on_result=None if json_ else _print_step
+    )
+    _finish(rollout, json_=json_)
 
 
 def status(
@@ -315,10 +336,18 @@ def register(app: typer.Typer) -> None:
         app.command()(command)
     rollout = typer.Typer(name="rollout", help="Canary rollouts of an env.", no_args_is_help=True)
     rollout.command("status")(status)
+    rollout.command("resume")(resume)
     app.add_typer(rollout)
 
 
 # --- rendering ----------------------------------------------------------------------------
+
+
+def _generation(target: Target) -> int | None:
+    from ..serving import read_deployment
+
+    table = read_deployment(target.directory)
+    return None if table is None else table.generation
 
 
 def _finish(
@@ -327,23 +356,31 @@ def _finish(
     json_: bool,
     failed_is_error: bool = True,
     extra: dict[str, Any] | None = None,
+    before: int | None = None,
 ) -> None:
-    """Print the outcome (`extra` joins the JSON); an aborted or paused rollout fails CI."""
+    """Print the outcome (`extra` joins the JSON); an aborted or paused rollout fails CI.
+
+    A table still at generation `before` means there was nothing to do (already served)."""
+    from ..serving import Deployment
+
+    unchanged = isinstance(result, Deployment) and result.generation == before
     if json_:
-        emit_json({**result.model_dump(mode="json"), **(extra or {})})
+        changed = {"changed": not unchanged} if isinstance(result, Deployment) else {}
+        emit_json({**result.model_dump(mode="json"), **changed, **(extra or {})})
     else:
-        print_result(result)
+        print_result(result, unchanged=unchanged)
     if failed_is_error:
         raise_if_stopped(result)
 
 
-def print_result(result: Rollout | Deployment) -> None:
+def print_result(result: Rollout | Deployment, *, unchanged: bool = False) -> None:
     from ..serving import Deployment
 
     if isinstance(result, Deployment):
         console.print(
-            f"env {escape(result.env)} serves {escape(result.model)} v{result.stable} "
-            f"(generation {result.generation})"
+            f"env {escape(result.env)} {'already serves' if unchanged else 'serves'} "
+            f"{escape(result.model)} v{result.stable} (generation {result.generation})"
+            + ("; nothing to do" if unchanged else "")
         )
         return
     _print_rollout(result)
@@ -432,11 +469,13 @@ def _print_status(report: dict[str, Any]) -> None:
     rollout = report["rollout"]
     if rollout is not None:
         steps = ", ".join(f"{s}%" for s in rollout["steps"])
-        driver = "running" if report["controller_running"] else "not running"
         console.print(
-            f"rollout {rollout['id']}: v{rollout['canary']} {rollout['phase']}, steps {steps}, "
-            f"controller {driver}" + (f"; {escape(rollout['reason'])}" if rollout["reason"] else "")
+            f"rollout {rollout['id']}: v{rollout['canary']} {rollout['phase']}, steps {steps}"
+            + (f"; {escape(rollout['reason'])}" if rollout["reason"] else ""),
+            soft_wrap=True,
         )
+        if report["driver"] is not None:
+            console.print(f"driver: {_driver_line(report['driver'])}", soft_wrap=True)
         console.print(f"gates: {escape(_grounds(rollout['clearance']))}", soft_wrap=True)
         results = Table("weight", "verdict", "canary", "stable", "PSI", "reasons", box=None)
         for result in rollout["results"]:
@@ -465,6 +504,21 @@ def _print_status(report: dict[str, Any]) -> None:
                 escape(str(event.get("reason") or event.get("gates") or "")),
             )
         console.print(history)
+
+
+_WHAT_NEXT = "run `mlinfra rollout resume`, `mlinfra promote` or `mlinfra abort`"
+
+
+def _driver_line(driver: dict[str, Any]) -> str:
+    restarts = driver["restarts"]
+    restarted = f", restarted {restarts} time{'s' * (restarts != 1)}" if restarts else ""
+    if driver["state"] == "running":
+        return f"running (pid {driver['pid']}{restarted})"
+    if driver["state"] == "starting":
+        return f"starting (its watchdog is pid {driver['watchdog_pid']}{restarted})"
+    if driver["state"] == "none":
+        return f"none while paused; {_WHAT_NEXT}"
+    return f"dead since {driver['since'][:19].replace('T', ' ')} UTC; {_WHAT_NEXT}"
 
 
 def _grounds(clearance: dict[str, Any] | None) -> str:

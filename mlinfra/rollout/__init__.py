@@ -5,14 +5,16 @@ abort, instant rollback), every change reflected in the registry's aliases and a
     deploy(target, "v4", steps=(10, 50, 100), interval_seconds=30, wait=True)
     # canary at 10%, analysed at each step until promoted, aborted or paused
     rollback(target)           # the previous champion, at once
+    resume(target)             # a new driver for a paused rollout, or one whose driver died
 
 Functions take explicit values (no engine, no config) so that tests and the TUI call them directly.
 """
 
 from ._analysis import analyse
 from ._controller import Target, abort, begin, promote, recover, rollback
+from ._driver import TOKEN_VARIABLE, spawn_driver, stop_driver
 from ._model import DEFAULT_STEPS, AnalysisPolicy, Rollout, StepResult, parse_duration, parse_steps
-from ._run import TOKEN_VARIABLE, deploy, drive, spawn_driver, status
+from ._run import deploy, drive, resume, status
 from ._stats import Snapshot, VariantStats, psi, scrape
 
 __all__ = [
@@ -34,8 +36,10 @@ __all__ = [
     "promote",
     "psi",
     "recover",
+    "resume",
     "rollback",
     "scrape",
     "spawn_driver",
     "status",
+    "stop_driver",
 ]

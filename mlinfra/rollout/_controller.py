@@ -3,7 +3,8 @@
 Each change is a transition: (1) check the new version loads (sha256, trusted types, schema);
 (2) record the alias moves it owes in `pending.json`; (3) write the deployment table and wait
 until every server worker has loaded it, or put the old table back if one refused; (4) move the
-registry aliases and append to the history. A crash after (2) is finished by the next command.
+registry aliases, save the rollout record, append to the history. A crash after (2) is finished
+by the next command, or by the next driver of the rollout.
 
 Whether a version may be released at all is decided before, by the caller
 (`mlinfra.evaluation.check_release`, which reads the env's gates from mlinfra.toml); the
@@ -20,7 +21,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from ..errors import ConfigError, DeploymentError, MlinfraError, ValidationError
+from pydantic import ValidationError as PydanticValidationError
+
+from .._process import ProcessIdentity
+from ..errors import (
+    ConfigError,
+    DeploymentError,
+    MlinfraError,
+    RolloutConflictError,
+    StateLockedError,
+    ValidationError,
+)
 from ..evaluation import Clearance
 from ..serving import (
     Deployment,
@@ -30,7 +41,7 @@ from ..serving import (
     read_deployment,
     write_deployment,
 )
-from ._model import AnalysisPolicy, Rollout, StepResult
+from ._model import AnalysisPolicy, Rollout, StepResult, check_interval, check_step_count
 from ._store import AliasMove, Pending, RolloutStore
 
 __all__ = [
@@ -39,11 +50,14 @@ __all__ = [
     "active_rollout",
     "advance",
     "begin",
+    "claim",
     "pause",
     "promote",
     "recover",
+    "reopen",
     "rollback",
     "switch",
+    "watched_by",
 ]
 
 CHAMPION = "champion"
@@ -90,8 +104,10 @@ def switch(
     moves: list[AliasMove],
     event: dict[str, Any],
     actor: str,
+    rollout: Rollout | None = None,
 ) -> Deployment:
-    """Serve a new table, then move aliases and record it; called with the store locked."""
+    """Serve a new table, then move aliases and record it (and `rollout`, the rollout record as
+    it stands once the table is served); called with the store locked."""
     store = target.store
     previous = read_deployment(target.directory)
     generation = (previous.generation if previous else 0) + 1
@@ -113,6 +129,7 @@ def switch(
             event=event,
             actor=actor,
             previous=previous,
+            rollout=rollout,
         )
     )
     write_deployment(target.directory, table)
@@ -188,6 +205,8 @@ def _finish(target: Target, pending: Pending | None) -> None:
                     reason=move.reason,
                     actor=pending.actor,
                 )
+    if pending.rollout is not None:
+        target.store.save(pending.rollout)
     target.store.record({**pending.event, "generation": pending.generation, "actor": pending.actor})
     target.store.set_pending(None)
 
@@ -264,7 +283,7 @@ def begin(
         recover(target)
         current = store.rollout()
         if current is not None and current.active:
-            raise DeploymentError(
+            raise RolloutConflictError(
                 f"a rollout of {current.model} v{current.canary} is in progress in env "
                 f"{target.env!r}; run `mlinfra promote` or `mlinfra abort` first"
             )
@@ -272,10 +291,11 @@ def begin(
         _check_clearance(clearance, target, name, version)
         table = read_deployment(target.directory)
         serving = table.stable if table is not None and table.model == name else None
-        if serving == version:
-            raise DeploymentError(f"{name} v{version} is already serving in env {target.env!r}")
-        if steps is None or serving is None:
-            why = "deployed directly" + _note(clearance)
+        if table is not None and serving == version and _served(target, table):
+            return table  # nothing to do
+        if steps is None or serving is None or serving == version:
+            why = "deployed directly" if serving != version else _REAPPLIED
+            why += _note(clearance)
             event = {"action": "deploy", "model": name, "from": serving, "to": version}
             if clearance is not None:
                 event["gates"] = clearance.grounds
@@ -290,23 +310,39 @@ def begin(
                 event=event,
                 actor=actor,
             )
-        rollout = Rollout(
-            id=f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}",
-            env=target.env,
-            model=name,
-            stable=serving,
-            canary=version,
-            steps=steps,
-            interval_seconds=interval_seconds,
-            policy=policy or AnalysisPolicy(),
-            mode=mode,
-            sticky_header=sticky_header,
-            actor=actor,
-            clearance=clearance,
-        )
+        check_interval(interval_seconds)
+        check_step_count(steps)
+        try:
+            rollout = Rollout(
+                id=f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}",
+                env=target.env,
+                model=name,
+                stable=serving,
+                canary=version,
+                steps=steps,
+                interval_seconds=interval_seconds,
+                policy=policy or AnalysisPolicy(),
+                mode=mode,
+                sticky_header=sticky_header,
+                actor=actor,
+                clearance=clearance,
+            )
+        except PydanticValidationError as exc:
+            problem = exc.errors()[0]
+            field = ".".join(str(part) for part in problem["loc"])
+            raise ConfigError(f"rollout {field}: {problem['msg']}") from None
         _serve_step(target, rollout, reason=f"canary at {rollout.weight}%")
-        store.save(rollout)
         return rollout
+
+
+_REAPPLIED = "deployed again: a server worker was not serving it"
+
+
+def _served(target: Target, table: Deployment) -> bool:
+    """Whether every live server worker serves `table` (true with no server up: it reads the
+    table when it starts). A worker that refused it, say because its artifact was missing when
+    the server restarted, is not."""
+    return all(ack.serving == table.generation for ack in read_acks(target.directory))
 
 
 def _check_clearance(clearance: Clearance | None, target: Target, model: str, version: int) -> None:
@@ -348,6 +384,7 @@ def _serve_step(target: Target, rollout: Rollout, *, reason: str) -> None:
         weight=0 if rollout.mode == "shadow" else rollout.weight,
         mode=rollout.mode,
         sticky_header=rollout.sticky_header,
+        rollout=rollout,
         moves=[
             AliasMove(
                 alias=CHALLENGER, version=rollout.canary, reason=reason + _note(rollout.clearance)
@@ -380,21 +417,87 @@ def advance(target: Target, rollout_id: str, result: StepResult) -> Rollout:
             return _end(target, rollout, "promoted", "analysis passed at every step")
         rollout.step += 1
         _serve_step(target, rollout, reason=f"canary at {rollout.weight}%")
-        store.save(rollout)
         return rollout
 
 
 def pause(target: Target, rollout_id: str, reason: str) -> Rollout:
-    """Hold the running rollout at its current weight until a person promotes or aborts it."""
+    """Hold the running rollout at its current weight until a person resumes, promotes or
+    aborts it."""
     with target.store.locked():
+        recover(target)
         return _pause(target.store, active_rollout(target.store, rollout_id), reason)
 
 
 def _pause(store: RolloutStore, rollout: Rollout, reason: str) -> Rollout:
     rollout.phase = "paused"
-    rollout.reason = f"{reason}; run `mlinfra promote` or `mlinfra abort`"
+    rollout.reason = f"{reason}; run `mlinfra rollout resume`, `mlinfra promote` or `mlinfra abort`"
+    _release(rollout)
     store.save(rollout)
     return rollout
+
+
+def _release(rollout: Rollout) -> None:
+    """No one drives the rollout any more; a driver that died instead leaves its mark."""
+    rollout.controller_pid = rollout.controller_started = rollout.watchdog = None
+
+
+def claim(target: Target, me: ProcessIdentity) -> Rollout:
+    """Record `me` as the driver of the env's rollout; called holding the controller lock, so
+    a driver recorded before is dead, and this one takes over from it (a restart)."""
+    with target.store.locked():
+        recover(target)
+        rollout = active_rollout(target.store)
+        if rollout.phase != "progressing":
+            return rollout  # paused: nothing to drive until someone resumes it
+        if rollout.controller_pid is not None:
+            rollout.driver_restarts += 1
+        rollout.controller_pid, rollout.controller_started = me.pid, me.started
+        target.store.save(rollout)
+        return rollout
+
+
+def watched_by(target: Target, watchdog: ProcessIdentity) -> None:
+    """Record the watchdog that restarts the env's detached driver (and that destroy stops)."""
+    with target.store.locked():
+        rollout = target.store.rollout()
+        if rollout is not None and rollout.phase == "progressing":
+            rollout.watchdog = watchdog
+            target.store.save(rollout)
+
+
+def reopen(target: Target, *, actor: str | None = None) -> Rollout:
+    """Make the env's paused or driverless rollout progressing again, for a new driver to take
+    on at the step where it stands (in the window a dead driver left open, or a new one after a
+    pause); refused while a driver or its watchdog is alive."""
+    store = target.store
+    with store.locked():
+        recover(target)
+        rollout = active_rollout(store)
+        for process in (rollout.controller, rollout.watchdog):
+            if rollout.phase == "progressing" and process is not None and process.alive():
+                raise StateLockedError(
+                    f"rollout {rollout.id} is being driven (pid {process.pid}); "
+                    "see `mlinfra rollout status`"
+                )
+        if rollout.phase == "paused":
+            was = rollout.reason
+            store.drop_window()  # a person asked for another go: the step gets a new window
+        else:
+            was = "its driver had died"
+        rollout.phase, rollout.reason, rollout.watchdog = "progressing", None, None
+        store.save(rollout)
+        store.record(
+            {
+                "action": "resume",
+                "rollout": rollout.id,
+                "model": rollout.model,
+                "canary": rollout.canary,
+                "weight": rollout.weight,
+                "reason": was,
+                "actor": _actor(actor),
+            }
+        )
+        return rollout
 
 
 def active_rollout(store: RolloutStore, rollout_id: str | None = None) -> Rollout:
@@ -423,14 +526,20 @@ def _end(
     if phase == "promoted":
         why = f"promoted: {reason}{_note(rollout.clearance)}"
         moves.insert(0, AliasMove(alias=CHAMPION, version=rollout.canary, reason=why))
-    switch(
-        target, model=rollout.model, stable=winner, moves=moves, event=event, actor=rollout.actor
+    closed = rollout.model_copy(
+        update={"phase": phase, "reason": reason, "finished_at": datetime.now(UTC)}
     )
-    rollout.phase = phase
-    rollout.reason = reason
-    rollout.finished_at = datetime.now(UTC)
-    target.store.save(rollout)
-    return rollout
+    _release(closed)
+    switch(
+        target,
+        model=rollout.model,
+        stable=winner,
+        moves=moves,
+        event=event,
+        actor=rollout.actor,
+        rollout=closed,
+    )
+    return closed
 
 
 def promote(
@@ -484,9 +593,11 @@ def rollback(
             assert table is not None
         ref = to if to is not None else str(_previous_champion(target, table))
         name, version = _verified(target, table.model, ref)
-        if version == table.stable:
-            raise DeploymentError(f"{name} v{version} is already serving in env {target.env!r}")
-        why = reason or f"rollback from v{table.stable}"
+        if version == table.stable and _served(target, table):
+            return table  # nothing to do
+        why = reason or (
+            f"rollback from v{table.stable}" if version != table.stable else _REAPPLIED
+        )
         return switch(
             target,
             model=name,

@@ -8,20 +8,32 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .._process import ProcessIdentity
 from ..errors import ConfigError
 from ..evaluation import Clearance
 
 __all__ = [
     "DEFAULT_STEPS",
+    "MAX_INTERVAL_SECONDS",
+    "MAX_STEPS",
+    "MIN_INTERVAL_SECONDS",
     "AnalysisPolicy",
     "Phase",
     "Rollout",
     "StepResult",
+    "Window",
+    "check_interval",
+    "check_step_count",
     "parse_duration",
     "parse_steps",
 ]
 
 DEFAULT_STEPS = (10, 25, 50, 100)
+# A step waits up to max_wait_intervals for traffic, so these bound a rollout at days, not years;
+# below a tenth of a second the driver would do little but read /metrics.
+MIN_INTERVAL_SECONDS = 0.1
+MAX_INTERVAL_SECONDS = 24 * 3600.0
+MAX_STEPS = 20
 Phase = Literal["progressing", "paused", "promoted", "aborted"]
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -36,7 +48,25 @@ def parse_duration(text: str) -> float:
     match = _DURATION.match(text)
     if not match or float(match.group(1)) <= 0:
         raise ConfigError(f"interval {text!r}: use a positive duration such as 30s, 2m or 500ms")
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    return check_interval(float(match.group(1)) * _UNIT_SECONDS[match.group(2)], text)
+
+
+def check_interval(seconds: float, text: str | None = None) -> float:
+    """Refuse an analysis window outside 100 ms to 24 h."""
+    if not MIN_INTERVAL_SECONDS <= seconds <= MAX_INTERVAL_SECONDS:
+        raise ConfigError(
+            f"interval {text or f'{seconds:g} s'!r}: use a duration from 100ms to 24h (the "
+            "analysis window of each step, which may wait up to 10 of them for traffic)"
+        )
+    return seconds
+
+
+def check_step_count(steps: tuple[int, ...]) -> tuple[int, ...]:
+    if len(steps) > MAX_STEPS:
+        raise ConfigError(
+            f"steps {list(steps)}: use at most {MAX_STEPS} steps (each waits at least one interval)"
+        )
+    return steps
 
 
 def parse_steps(text: str | None, canary: int | None) -> tuple[int, ...]:
@@ -56,7 +86,7 @@ def parse_steps(text: str | None, canary: int | None) -> tuple[int, ...]:
         raise ConfigError(f"steps {list(steps)}: use rising percentages from 1 to 100")
     if steps[-1] != 100:
         steps = (*steps, 100)
-    return steps
+    return check_step_count(steps)
 
 
 class AnalysisPolicy(BaseModel):
@@ -125,7 +155,16 @@ class Rollout(BaseModel):
     clearance: Clearance | None = Field(
         default=None, description="why the canary may take traffic: its gates, or an override"
     )
-    controller_pid: int | None = None
+    controller_pid: int | None = Field(
+        default=None, description="the driving process; None while no one drives it (paused)"
+    )
+    controller_started: float | None = Field(default=None, description="its start time")
+    watchdog: ProcessIdentity | None = Field(
+        default=None, description="the process that restarts a detached driver when it dies"
+    )
+    driver_restarts: int = Field(
+        default=0, ge=0, description="times a driver took over from one that had died"
+    )
     started_at: datetime = Field(default_factory=_now)
     finished_at: datetime | None = None
 
@@ -143,3 +182,23 @@ class Rollout(BaseModel):
     @property
     def active(self) -> bool:
         return self.phase in ("progressing", "paused")
+
+    @property
+    def controller(self) -> ProcessIdentity | None:
+        if self.controller_pid is None:
+            return None
+        return ProcessIdentity(pid=self.controller_pid, started=self.controller_started)
+
+
+class Window(BaseModel):
+    """Where the driver is in the current step's analysis, kept (in `window.json`) so that a
+    driver started after one died continues the window instead of opening a new one."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    rollout: str
+    step: int
+    opened_at: datetime = Field(description="when the baseline counters were read")
+    intervals: int = Field(default=0, description="intervals waited out on thin traffic so far")
+    baseline: dict[str, Any] = Field(description="the server's counters when the window opened")
+    start: dict[str, Any] = Field(description="the counters when the rollout's first window opened")

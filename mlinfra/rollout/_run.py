@@ -2,33 +2,42 @@
 
 One process at a time drives an env's rollout (the controller lock). Others may still promote or
 abort it: the driver re-reads the record every tick and stops when it has moved on without it.
+A driver started after one died takes the rollout on where it stands: at its recorded step, and
+in the analysis window the dead one had opened (`window.json`), with the counters it read then.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import subprocess
-import sys
+import logging
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .._code_paths import code_path_arguments, recorded_code_paths
+from .._process import ProcessIdentity
 from ..errors import DeploymentError, MlinfraError, StateLockedError
-from ..serving import Deployment, pid_alive, read_acks, read_deployment
+from ..serving import Deployment, read_acks, read_deployment
 from ._analysis import analyse
-from ._controller import Target, active_rollout, advance, begin, pause
-from ._model import Rollout, StepResult
+from ._controller import Target, advance, begin, claim, pause, reopen
+from ._driver import describe_driver, spawn_driver
+from ._model import Rollout, StepResult, Window
 from ._stats import Snapshot, scrape
 
-__all__ = ["TOKEN_VARIABLE", "deploy", "drive", "spawn_driver", "status"]
+__all__ = ["deploy", "drive", "resume", "status"]
 
-TOKEN_VARIABLE = "MLINFRA_SERVING_TOKEN"  # how a detached driver gets the token: never in argv
 _TICK = 0.2
 _SCRAPE_PATIENCE = 15.0
 _LOCK_PATIENCE = 5.0  # for a driver told to stop, which lets go within a tick or a scrape
+
+OnResult = Callable[[Rollout, StepResult], None]
+
+log = logging.getLogger("mlinfra.rollout")
+
+
+class _Stopped(Exception):
+    """The driver was told to stop (SIGTERM)."""
 
 
 def deploy(
@@ -37,7 +46,7 @@ def deploy(
     *,
     wait: bool = False,
     detach: bool = True,
-    on_result: Callable[[Rollout, StepResult], None] | None = None,
+    on_result: OnResult | None = None,
     **options: Any,
 ) -> Rollout | Deployment:
     """`mlinfra deploy`: serve `ref` at once, or start a canary rollout and see it through,
@@ -45,32 +54,65 @@ def deploy(
     started = begin(target, ref, **options)
     if isinstance(started, Deployment):
         return started
+    return _see_through(target, started, wait=wait, detach=detach, on_result=on_result)
+
+
+def resume(
+    target: Target,
+    *,
+    wait: bool = False,
+    detach: bool = True,
+    on_result: OnResult | None = None,
+    actor: str | None = None,
+) -> Rollout:
+    """`mlinfra rollout resume`: start a driver for the env's paused or driverless rollout; it
+    continues the current step (and its analysis window) with the results so far."""
+    reopened = reopen(target, actor=actor)
+    return _see_through(target, reopened, wait=wait, detach=detach, on_result=on_result)
+
+
+def _see_through(
+    target: Target, rollout: Rollout, *, wait: bool, detach: bool, on_result: OnResult | None
+) -> Rollout:
     if wait:
         return drive(target, on_result=on_result)
     if detach:
         spawn_driver(target)
-    return started
+    return rollout
 
 
 def drive(
-    target: Target, *, on_result: Callable[[Rollout, StepResult], None] | None = None
+    target: Target,
+    *,
+    on_result: OnResult | None = None,
+    stop: threading.Event | None = None,
 ) -> Rollout:
-    """Analyse each step of the env's rollout and act on it until promoted, aborted or paused."""
+    """Analyse each step of the env's rollout and act on it until promoted, aborted or paused;
+    setting `stop` pauses it (the detached driver sets it on SIGTERM)."""
     store = target.store
     with contextlib.ExitStack() as held:
         try:
             held.enter_context(store.controller(wait=_LOCK_PATIENCE))
         except StateLockedError as refused:
             return _unclaimed(target, refused)
-        with store.locked():
-            rollout = active_rollout(store)
-            rollout.controller_pid = os.getpid()
-            store.save(rollout)
+        rollout = claim(target, ProcessIdentity.current())
+        store.beat()
+        if rollout.phase == "progressing":
+            log.info(
+                "driving rollout %s at %s%% (step %d of %d, %d restart(s) so far)",
+                rollout.id,
+                rollout.weight,
+                rollout.step + 1,
+                len(rollout.steps),
+                rollout.driver_restarts,
+            )
         try:
-            _drive_steps(target, rollout, on_result)
+            _drive_steps(target, rollout, on_result, stop or threading.Event())
         except KeyboardInterrupt:
             _hold(target, rollout.id, "interrupted")
             raise
+        except _Stopped:
+            _hold(target, rollout.id, "it was sent SIGTERM")
         except MlinfraError as exc:
             _hold(target, rollout.id, str(exc))
         final = store.rollout()
@@ -82,11 +124,8 @@ def _unclaimed(target: Target, refused: StateLockedError) -> Rollout:
     """The lock stayed held (say, by the driver of a rollout aborted a moment ago): pause the
     rollout rather than leave it progressing with no driver, unless a live driver claimed it."""
     rollout = target.store.rollout()
-    if (
-        rollout is None
-        or rollout.phase != "progressing"
-        or (rollout.controller_pid is not None and pid_alive(rollout.controller_pid))
-    ):
+    driver = rollout.controller if rollout is not None else None
+    if rollout is None or rollout.phase != "progressing" or (driver is not None and driver.alive()):
         raise refused
     return pause(
         target,
@@ -96,11 +135,11 @@ def _unclaimed(target: Target, refused: StateLockedError) -> Rollout:
 
 
 def _drive_steps(
-    target: Target, rollout: Rollout, on_result: Callable[[Rollout, StepResult], None] | None
+    target: Target, rollout: Rollout, on_result: OnResult | None, stop: threading.Event
 ) -> None:
-    start = _scrape(target, rollout)
     while rollout.phase == "progressing":
-        result = _analyse_step(target, rollout, start)
+        window = _open_window(target, rollout, stop)
+        result = _analyse_step(target, rollout, window, stop)
         if result is None:  # promoted, aborted or moved on by another command
             return
         rollout = advance(target, rollout.id, result)
@@ -115,7 +154,7 @@ def _hold(target: Target, rollout_id: str, why: str) -> None:
         pause(target, rollout_id, f"the driver stopped: {why}")
 
 
-def _scrape(target: Target, rollout: Rollout) -> Snapshot:
+def _scrape(target: Target, rollout: Rollout, stop: threading.Event) -> Snapshot:
     """The server's counters; a server restarting (supervisor, `up --refresh`) gets a while."""
     deadline = time.monotonic() + _SCRAPE_PATIENCE
     while True:
@@ -124,33 +163,58 @@ def _scrape(target: Target, rollout: Rollout) -> Snapshot:
         except DeploymentError:
             if time.monotonic() > deadline:
                 raise
-            time.sleep(0.5)
+            if stop.wait(0.5):
+                raise _Stopped from None
 
 
-def _analyse_step(target: Target, rollout: Rollout, start: Snapshot) -> StepResult | None:
+def _open_window(target: Target, rollout: Rollout, stop: threading.Event) -> Window:
+    """The current step's analysis window: the one a dead driver opened, or a new one."""
+    store = target.store
+    saved = store.window()
+    if saved is not None and (saved.rollout, saved.step) == (rollout.id, rollout.step):
+        log.info("going on with the analysis window opened at %s", saved.opened_at)
+        return saved
+    baseline = _scrape(target, rollout, stop).to_json()
+    window = Window(
+        rollout=rollout.id,
+        step=rollout.step,
+        opened_at=datetime.now(UTC),
+        baseline=baseline,
+        start=saved.start if saved is not None and saved.rollout == rollout.id else baseline,
+    )
+    store.save_window(window)
+    return window
+
+
+def _analyse_step(
+    target: Target, rollout: Rollout, window: Window, stop: threading.Event
+) -> StepResult | None:
     """Wait out the step's interval (longer while traffic is thin), then judge it."""
     policy = rollout.policy
-    baseline = _scrape(target, rollout)
-    for _ in range(policy.max_wait_intervals):
-        if not _sleep(target, rollout, rollout.interval_seconds):
+    baseline = Snapshot.from_json(window.baseline)
+    intervals = window.intervals
+    while True:
+        due = window.opened_at + timedelta(seconds=rollout.interval_seconds * (intervals + 1))
+        if not _sleep(target, rollout, (due - datetime.now(UTC)).total_seconds(), stop):
             return None
-        now = _scrape(target, rollout)
-        window = now.minus(baseline)
-        canary = window.get("canary", rollout.canary)
-        if canary.requests >= policy.min_samples:
+        now = _scrape(target, rollout, stop)
+        canary = now.minus(baseline).get("canary", rollout.canary)
+        intervals += 1
+        if canary.requests >= policy.min_samples or intervals >= policy.max_wait_intervals:
             break
+        target.store.save_window(window.model_copy(update={"intervals": intervals}))
     stable_version = rollout.stable or rollout.canary
-    stable = window.get("stable", stable_version)
+    stable = now.minus(baseline).get("stable", stable_version)
     if stable.requests < policy.min_samples:  # e.g. at 100%: judge against the whole rollout
-        stable = now.minus(start).get("stable", stable_version)
+        stable = now.minus(Snapshot.from_json(window.start)).get("stable", stable_version)
     return analyse(rollout.weight, canary, stable, policy)
 
 
-def _sleep(target: Target, rollout: Rollout, seconds: float) -> bool:
-    """Sleep, but return False as soon as the rollout changed under us."""
+def _sleep(target: Target, rollout: Rollout, seconds: float, stop: threading.Event) -> bool:
+    """Sleep, but return False as soon as the rollout changed under us; say we are alive."""
     deadline = time.monotonic() + seconds
-    while (left := deadline - time.monotonic()) > 0:
-        time.sleep(min(_TICK, left))
+    while True:
+        target.store.beat()
         current = target.store.rollout()
         if (
             current is None
@@ -159,51 +223,27 @@ def _sleep(target: Target, rollout: Rollout, seconds: float) -> bool:
             or current.step != rollout.step
         ):
             return False
-    return True
-
-
-def spawn_driver(target: Target) -> int:
-    """Drive the env's rollout from a detached process that outlives this one; its pid.
-
-    It imports the project's code from where the env's server does (its stack's `code_paths`).
-    """
-    log = open(target.directory / "controller.log", "ab")  # noqa: SIM115 - the child keeps it
-    env = dict(os.environ)
-    if target.token:
-        env[TOKEN_VARIABLE] = target.token
-    command = [
-        sys.executable, "-m", "mlinfra.rollout",
-        "--registry", str(target.registry.resolve()), "--env", target.env, "--url", target.url,
-        *code_path_arguments(recorded_code_paths(target.directory)),
-    ]  # fmt: skip
-    with log:
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            env=env,
-            cwd=target.directory,  # not this process's, which `-m` would put on its import path
-            start_new_session=True,
-        )
-    # Reap it if it ends while we live (no zombie that looks alive); a CLI process simply exits
-    # and leaves it to init.
-    threading.Thread(target=process.wait, daemon=True).start()
-    return process.pid
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return True
+        if stop.wait(min(_TICK, left)):
+            raise _Stopped
 
 
 def status(target: Target, *, history: int = 10) -> dict[str, Any]:
-    """Everything `rollout status` shows: the table, the rollout, the workers, recent history."""
+    """Everything `rollout status` shows: the table, the rollout and its driver, the workers,
+    recent history."""
     store = target.store
     table = read_deployment(target.directory)
     rollout = store.rollout()
-    driver = rollout.controller_pid if rollout is not None and rollout.active else None
+    driver = None if rollout is None else describe_driver(store, rollout)
     pending = store.pending()
     return {
         "env": target.env,
         "deployment": None if table is None else table.model_dump(mode="json"),
         "rollout": None if rollout is None else rollout.model_dump(mode="json"),
-        "controller_running": driver is not None and pid_alive(driver),
+        "driver": driver,
+        "controller_running": driver is not None and driver["state"] == "running",
         "workers": [ack.model_dump(mode="json") for ack in read_acks(target.directory)],
         "pending": None if pending is None else pending.model_dump(mode="json"),
         "history": store.history(history),

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from ..errors import DeploymentError
 
@@ -114,6 +115,26 @@ class Snapshot:
         return Snapshot(
             {key: stats.minus(earlier.get(*key)) for key, stats in self.variants.items()}
         )
+
+    def to_json(self) -> dict[str, Any]:
+        """As JSON-friendly data (`"canary/3": {...}`), for a driver to pick up after a restart."""
+        return {
+            f"{variant}/{version}": {**asdict(stats), "latency": _keyed(stats.latency)}
+            for (variant, version), stats in self.variants.items()
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Snapshot:
+        variants = {}
+        for key, stats in data.items():
+            variant, version = key.rsplit("/", 1)
+            latency = {float(bound): count for bound, count in stats["latency"].items()}
+            variants[(variant, int(version))] = VariantStats(**{**stats, "latency": latency})
+        return cls(variants)
+
+
+def _keyed(buckets: dict[float, float]) -> dict[str, float]:
+    return {repr(bound): count for bound, count in buckets.items()}  # "inf" reads back as inf
 
 
 def scrape(url: str, *, model: str, token: str | None = None, timeout: float = 5.0) -> Snapshot:

@@ -4,7 +4,9 @@
     deployment.json   what the server serves (mlinfra.serving)
     rollout.json      the latest rollout, rewritten at every change
     pending.json      an alias move decided but not yet made (finished by the next command)
-    history.jsonl     every deploy, step, promotion, abort and rollback, appended
+    history.jsonl     every deploy, step, promotion, abort, rollback and resume, appended
+    window.json       the driver's place in the current step's analysis window
+    controller.beat   touched by the driver at every tick: when it was last seen alive
     .lock             held while any command changes the above
     .controller.lock  held by the process driving a rollout
 """
@@ -27,7 +29,7 @@ from pydantic import BaseModel, ConfigDict
 from .._fs import atomic_write_text
 from ..errors import StateLockedError
 from ..serving import Deployment
-from ._model import Rollout
+from ._model import Rollout, Window
 
 __all__ = ["AliasMove", "Pending", "RolloutStore"]
 
@@ -47,7 +49,8 @@ class AliasMove(BaseModel):
 class Pending(BaseModel):
     """Alias moves owed once the table holds `generation`: the intent half of a transition.
 
-    `previous` is the table it replaces, to put back if the server refused the new one.
+    `previous` is the table it replaces, to put back if the server refused the new one;
+    `rollout` the rollout record to save once the table is served (its new step, or its end).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -58,6 +61,7 @@ class Pending(BaseModel):
     event: dict[str, Any]
     actor: str
     previous: Deployment | None = None
+    rollout: Rollout | None = None
 
 
 class RolloutStore:
@@ -104,6 +108,29 @@ class RolloutStore:
 
     def save(self, rollout: Rollout) -> None:
         atomic_write_text(self.directory / "rollout.json", rollout.model_dump_json(indent=2))
+
+    def window(self) -> Window | None:
+        try:
+            return Window.model_validate_json((self.directory / "window.json").read_text())
+        except (FileNotFoundError, ValueError):
+            return None  # none yet, or one from an older mlinfra: the step opens a new window
+
+    def save_window(self, window: Window) -> None:
+        atomic_write_text(self.directory / "window.json", window.model_dump_json())
+
+    def drop_window(self) -> None:
+        (self.directory / "window.json").unlink(missing_ok=True)
+
+    def beat(self) -> None:
+        """Say the driver is alive now (the file's modification time)."""
+        (self.directory / "controller.beat").touch()
+
+    def last_beat(self) -> datetime | None:
+        try:
+            mtime = (self.directory / "controller.beat").stat().st_mtime
+        except FileNotFoundError:
+            return None
+        return datetime.fromtimestamp(mtime, UTC)
 
     def pending(self) -> Pending | None:
         try:

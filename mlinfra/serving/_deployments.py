@@ -3,7 +3,8 @@
 One small JSON file per env, next to the registry (`<registry>/serving/<env>/deployment.json`),
 replaced atomically so a reader never sees half a table. Every change bumps `generation`; each
 server worker acknowledges the generation it has loaded (or why it could not) in
-`workers/<pid>.json`, so a rollout knows when the whole server has switched.
+`workers/<pid>.json`, so a rollout knows when the whole server has switched. An ack names its
+worker by pid and start time: one whose pid now belongs to another process is a dead worker's.
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from .._fs import atomic_write_text
+from .._process import ProcessIdentity
 
 __all__ = [
     "Deployment",
     "WorkerAck",
     "deployment_dir",
-    "pid_alive",
     "read_acks",
     "read_deployment",
     "write_ack",
@@ -62,6 +63,9 @@ class WorkerAck(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     pid: int
+    started: float | None = Field(
+        default=None, description="the worker's start time, stamped by write_ack"
+    )
     serving: int | None = Field(
         default=None, description="generation answering requests; None: nothing"
     )
@@ -77,6 +81,10 @@ class WorkerAck(BaseModel):
     def settled(self, generation: int) -> bool:
         """Whether this worker has either switched to `generation` or refused it."""
         return self.serving == generation or self.failed == generation
+
+    @property
+    def process(self) -> ProcessIdentity:
+        return ProcessIdentity(pid=self.pid, started=self.started)
 
 
 def deployment_dir(registry_root: str | os.PathLike[str], env: str) -> Path:
@@ -98,6 +106,9 @@ def write_deployment(directory: Path, deployment: Deployment) -> None:
 
 
 def write_ack(directory: Path, ack: WorkerAck) -> None:
+    """Write a worker's own ack, stamped with its start time (the worker is alive as it writes)."""
+    if ack.started is None and (me := ProcessIdentity.of(ack.pid)) is not None:
+        ack = ack.model_copy(update={"started": me.started})
     atomic_write_text(directory / _WORKERS / f"{ack.pid}.json", ack.model_dump_json())
 
 
@@ -109,19 +120,9 @@ def read_acks(directory: Path) -> list[WorkerAck]:
             ack = WorkerAck.model_validate_json(path.read_text())
         except (OSError, ValueError):
             continue  # a file being replaced right now; the next read sees it whole
-        if pid_alive(ack.pid):
+        if ack.process.alive():
             acks.append(ack)
         else:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
     return acks
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -82,7 +82,13 @@ class ModelServerProvider(LocalProvider[ServerInputs]):
         return ReadResult(id_=id_, outs=outs)
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
+        from ...rollout import stop_driver
+        from ...serving import deployment_dir
+
         inputs = self.parse(props)
+        # The env's rollout driver reads this server's metrics at this URL: it stops (pausing
+        # the rollout for `mlinfra rollout resume`) rather than outlive the server.
+        stop_driver(deployment_dir(inputs.registry, inputs.env))
         supervisor = Supervisor(Path(id_))
         supervisor.stop()
         if not wait_port_free(inputs.host, inputs.port, 5):
