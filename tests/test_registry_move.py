@@ -12,7 +12,7 @@ from sklearn.linear_model import LogisticRegression
 
 from mlinfra.engine import DataMove
 from mlinfra.engine._data import allowing_data_loss
-from mlinfra.errors import DeploymentError, ProtectedResourceError
+from mlinfra.errors import ProtectedResourceError, RolloutConflictError
 from mlinfra.providers.local import RegistryStoreProvider
 from mlinfra.providers.local._registry_move import describe_versions
 from mlinfra.registry import Registry
@@ -103,7 +103,9 @@ def test_a_move_is_refused_while_a_rollout_is_in_progress(old: Path, tmp_path: P
         )
     )
     provider, outs, news = _move(old, tmp_path / "shared")
-    with pytest.raises(DeploymentError, match="a rollout of iris v2 is in progress in env 'dev'"):
+    with pytest.raises(
+        RolloutConflictError, match="a rollout of iris v2 is in progress in env 'dev'"
+    ):
         provider.update(str(old), outs, news)
     with Registry.open(tmp_path / "shared") as registry:
         assert registry.models() == [], "nothing was copied"

@@ -388,7 +388,9 @@ class SqliteStateStore:
 
     def acquire_lock(self, stack: str, command: str, *, force: bool = False) -> LockHolder | None:
         """Take the stack's lock; returns the stale holder it replaced, if any."""
-        me = _this_process()
+        from .._process import ProcessIdentity
+
+        me = ProcessIdentity.current()
         with self._transaction() as db:
             row = db.execute(
                 "SELECT pid, started_at, host, user, command, since FROM locks WHERE stack = ?",
@@ -415,7 +417,15 @@ class SqliteStateStore:
             db.execute(
                 "INSERT OR REPLACE INTO locks (stack, pid, started_at, host, user, command, since) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (stack, me[0], me[1], socket.gethostname(), current_user(), command, time.time()),
+                (
+                    stack,
+                    me.pid,
+                    me.started,
+                    socket.gethostname(),
+                    current_user(),
+                    command,
+                    time.time(),
+                ),
             )
             return stale
 
@@ -463,19 +473,10 @@ def _next_seq(db: sqlite3.Connection, stack: str) -> int:
     return int(row.fetchone()[0])
 
 
-def _this_process() -> tuple[int, float]:
-    import psutil
-
-    return os.getpid(), psutil.Process().create_time()
-
-
 def holder_alive(pid: int, started_at: float, host: str) -> bool:
     """Is the lock holder still running? Another host's holder is assumed alive."""
     if host != socket.gethostname():
         return True
-    import psutil
+    from .._process import ProcessIdentity
 
-    try:
-        return abs(psutil.Process(pid).create_time() - started_at) < 1.0
-    except psutil.Error:
-        return False
+    return ProcessIdentity(pid=pid, started=started_at).alive()

@@ -15,9 +15,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from .._fs import atomic_write_text
+from .._process import ProcessIdentity
 from ..registry._types import utc_now
 
 __all__ = ["RunRecord"]
@@ -37,7 +36,11 @@ class RunRecord:
         _reap_interrupted(self.directory.parent)
         self.directory.mkdir(parents=True, exist_ok=True)
         self._fields.update(
-            details, status="running", pid=os.getpid(), started_at=utc_now(), started=time.time()
+            details,
+            status="running",
+            pid=os.getpid(),
+            started_at=utc_now(),
+            started=ProcessIdentity.current().started,
         )
         self._write()
 
@@ -73,9 +76,6 @@ def _reap_interrupted(runs: Path) -> None:
 
 def _alive(pid: Any, started: Any) -> bool:
     """The recorded process still runs (and is not a new process that reused its pid)."""
-    if not isinstance(pid, int) or not isinstance(started, int | float):
+    if not isinstance(pid, int) or pid < 1 or not isinstance(started, int | float):
         return False
-    try:
-        return psutil.Process(pid).create_time() <= started + 1
-    except psutil.Error:
-        return False
+    return ProcessIdentity(pid=pid, started=started).alive()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from ...errors import DeploymentError
+from ...errors import DeploymentError, RolloutConflictError
 from ...registry import DATABASE_FILE, Registry, copy_version, same_registry
 from ...serving import deployment_dir, read_deployment, write_deployment
 
@@ -97,7 +97,7 @@ def _refuse_while_changing(directory: Path, env: str) -> None:
     store = RolloutStore(directory)
     rollout = store.rollout()
     if rollout is not None and rollout.active:
-        raise DeploymentError(
+        raise RolloutConflictError(
             f"a rollout of {rollout.model} v{rollout.canary} is in progress in env {env!r}; "
             "run `mlinfra promote` or `mlinfra abort` first, then `mlinfra up` moves the registry"
         )
