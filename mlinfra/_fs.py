@@ -1,5 +1,6 @@
 """Atomic file writes: a crash or a kill at any moment leaves the old file or the new one, never
-half of either, so every reader (the server, the next run, `mlinfra` itself) sees a whole file.
+half of either, so every reader (the server, the next run, `mlinfra` itself) sees a whole file;
+and reading such a record back, with damage (a disk fault, a hand edit) said in one line.
 
 The bytes go to a temporary file beside the target (same filesystem, so the rename is atomic),
 are fsynced, then renamed over the target.
@@ -11,8 +12,14 @@ import glob
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "partial_files"]
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+__all__ = ["atomic_write_bytes", "atomic_write_text", "partial_files", "read_record"]
+
+RecordT = TypeVar("RecordT", bound="BaseModel")
 
 _PARTIAL_SUFFIX = ".partial"
 
@@ -46,3 +53,22 @@ def atomic_write_text(path: Path, text: str, *, mode: int = 0o644) -> None:
 def partial_files(path: Path) -> list[Path]:
     """Temporary files that writes of `path` killed before their rename left behind."""
     return sorted(path.parent.glob(f".{glob.escape(path.name)}.*{_PARTIAL_SUFFIX}"))
+
+
+def read_record(path: Path, model: type[RecordT]) -> RecordT | None:
+    """The JSON record at `path` as `model`, or None when there is none; a record that cannot be
+    read is a StateError (exit 4) naming the file, not a traceback."""
+    from pydantic import ValidationError
+
+    from .errors import StateError
+
+    try:
+        return model.model_validate_json(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, ValidationError) as exc:
+        problem = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+        raise StateError(
+            f"{path} cannot be read ({problem}); mlinfra writes it whole, so it was damaged or "
+            "edited: put back a good copy, or move it aside to start that record afresh"
+        ) from exc

@@ -22,3 +22,15 @@ def test_refresh_counts_add_up_to_what_status_lists(journal_project):
         "dev: 3 resources read, 1 drifted; `mlinfra up --refresh` repairs them "
         "(1 component has nothing to read)"
     )
+
+
+def test_a_provider_read_that_fails_names_the_resource_in_one_line(journal_project):
+    assert journal_project.cli("up", "--yes").returncode == 0
+    journal = journal_project.out / "f1.txt"
+    journal.unlink()
+    journal.mkdir()  # a directory where the provider reads a file
+    failed = journal_project.cli("refresh")
+    assert failed.returncode == 5, failed.stderr
+    assert failed.stderr.strip().startswith("error: f1 (")
+    assert "read failed: IsADirectoryError" in failed.stderr
+    assert "unexpected error" not in failed.stderr

@@ -23,8 +23,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.tree import DecisionTreeClassifier
 
 from mlinfra._process import ProcessIdentity
-from mlinfra.errors import RolloutConflictError, StateLockedError, ValidationError
-from mlinfra.registry import ArtifactRefusedError, Registry
+from mlinfra.errors import RolloutConflictError, StateError, StateLockedError, ValidationError
+from mlinfra.registry import ArtifactRefusedError, ModelNotFoundError, Registry
 from mlinfra.rollout import (
     AnalysisPolicy,
     Target,
@@ -435,3 +435,31 @@ def test_rollout_status_skips_a_history_line_torn_by_a_crash_and_appends_stay_wh
     assert target.store.history()[:-1] == events
     assert target.store.history()[-1]["action"] == "deploy"
     assert all(json.loads(line) for line in history.read_text().splitlines())
+
+
+def test_a_rollback_that_cannot_happen_leaves_the_running_canary_alone(target: Target) -> None:
+    begin(target, "2", steps=(50, 100), interval_seconds=600)
+    with pytest.raises(ModelNotFoundError, match="no version 99"):
+        rollback(target, to="99")
+    rollout = target.store.rollout()
+    assert rollout is not None and rollout.phase == "progressing"
+    assert read_deployment(target.directory).canary == 2
+
+
+def test_damaged_rollout_records_are_one_line_naming_the_file(target: Target) -> None:
+    record = target.directory / "rollout.json"
+    begin(target, "2", steps=(50, 100), interval_seconds=600)
+    kept = record.read_bytes()
+    try:
+        record.write_text('{"id": "torn')
+        with pytest.raises(
+            StateError, match=r"rollout\.json cannot be read .*put back a good copy"
+        ):
+            status(target)
+    finally:
+        record.write_bytes(kept)
+    history = target.directory / "history.jsonl"
+    before = target.store.history()
+    lines = history.read_text().splitlines()
+    history.write_text("\n".join([*lines[:-1], "garbage, not JSON", lines[-1]]) + "\n")
+    assert target.store.history() == before, "a damaged line in the middle is skipped"

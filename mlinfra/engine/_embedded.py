@@ -212,6 +212,18 @@ class EmbeddedEngine:
         self._make_providers_importable()
         return load_provider(resource.outputs or resource.inputs, resource.name)
 
+    def _read(self, resource: ResourceState) -> Any:
+        """What the resource's provider reads now; its failure names the resource, as a failed
+        step of `up` does."""
+        try:
+            return self._provider(resource).read(resource.id, plain(resource.outputs))
+        except MlinfraError:
+            raise
+        except Exception as exc:
+            raise DeploymentError(
+                f"{resource.name} ({resource.type}): read failed: {type(exc).__name__}: {exc}"
+            ) from exc
+
     def _run(self, deployment: Deployment) -> None:
         project = self.env.project
         try:
@@ -287,7 +299,7 @@ class EmbeddedEngine:
         return interrupted
 
     def _read_into_state(self, resource: ResourceState) -> DriftReport:
-        result = self._provider(resource).read(resource.id, plain(resource.outputs))
+        result = self._read(resource)
         report = DriftReport(urn=resource.urn, type=resource.type, name=resource.name, status="ok")
         if not result.id:
             self.store.remove_resource(
@@ -317,7 +329,7 @@ class EmbeddedEngine:
             if apply:
                 reports.append(self._read_into_state(resource))
                 continue
-            result = self._provider(resource).read(resource.id, plain(resource.outputs))
+            result = self._read(resource)
             if not result.id:
                 reports.append(DriftReport(resource.urn, resource.type, resource.name, "gone"))
                 continue

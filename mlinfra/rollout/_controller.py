@@ -585,14 +585,15 @@ def rollback(
             raise DeploymentError(
                 f"nothing is deployed in env {target.env!r}; nothing to roll back"
             )
+        # Where to go is settled first: a rollback that cannot happen leaves a canary running.
+        ref = to if to is not None else str(_previous_champion(target, table))
+        name, version = _verified(target, table.model, ref)
         rollout = store.rollout()
         if rollout is not None and rollout.active:
             rollout.actor = actor
             _end(target, rollout, "aborted", reason or "rollback")
             table = read_deployment(target.directory)
             assert table is not None
-        ref = to if to is not None else str(_previous_champion(target, table))
-        name, version = _verified(target, table.model, ref)
         if version == table.stable and _served(target, table):
             return table  # nothing to do
         why = reason or (

@@ -26,7 +26,7 @@ from typing import IO, Any
 
 from pydantic import BaseModel, ConfigDict
 
-from .._fs import atomic_write_text
+from .._fs import atomic_write_text, read_record
 from ..errors import StateLockedError
 from ..serving import Deployment
 from ._model import Rollout, Window
@@ -101,10 +101,7 @@ class RolloutStore:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def rollout(self) -> Rollout | None:
-        try:
-            return Rollout.model_validate_json((self.directory / "rollout.json").read_text())
-        except FileNotFoundError:
-            return None
+        return read_record(self.directory / "rollout.json", Rollout)
 
     def save(self, rollout: Rollout) -> None:
         atomic_write_text(self.directory / "rollout.json", rollout.model_dump_json(indent=2))
@@ -133,10 +130,7 @@ class RolloutStore:
         return datetime.fromtimestamp(mtime, UTC)
 
     def pending(self) -> Pending | None:
-        try:
-            return Pending.model_validate_json((self.directory / "pending.json").read_text())
-        except FileNotFoundError:
-            return None
+        return read_record(self.directory / "pending.json", Pending)
 
     def set_pending(self, pending: Pending | None) -> None:
         path = self.directory / "pending.json"
@@ -166,8 +160,23 @@ class RolloutStore:
         lines = text.split("\n")
         if lines[-1]:
             log.debug("skipping a torn last line of %s/history.jsonl", self.directory)
-        events = [json.loads(line) for line in lines[:-1] if line.strip()]
+        events = [event for line in lines[:-1] if (event := _event(line)) is not None]
         return events[-limit:] if limit else events
+
+
+def _event(line: str) -> dict[str, Any] | None:
+    """One history line; a damaged one is skipped (and logged): the history is a record of what
+    happened, and the rest of it still says so."""
+    if not line.strip():
+        return None
+    try:
+        event = json.loads(line)
+    except ValueError:
+        event = None
+    if not isinstance(event, dict):
+        log.warning("skipping a damaged line of a rollout history: %.80r", line)
+        return None
+    return event
 
 
 def _try_flock(handle: IO[str]) -> bool:

@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .._fs import atomic_write_text
+from .._fs import atomic_write_text, read_record
 from .._process import ProcessIdentity
 
 __all__ = [
@@ -94,11 +94,7 @@ def deployment_dir(registry_root: str | os.PathLike[str], env: str) -> Path:
 
 def read_deployment(directory: Path) -> Deployment | None:
     """The current table, or None when nothing was ever deployed to this env."""
-    try:
-        text = (directory / _TABLE).read_text()
-    except FileNotFoundError:
-        return None
-    return Deployment.model_validate_json(text)
+    return read_record(directory / _TABLE, Deployment)
 
 
 def write_deployment(directory: Path, deployment: Deployment) -> None:
