@@ -36,7 +36,7 @@ def test_up_starts_real_server_process_and_destroy_leaves_nothing(iris_project):
     assert iris_project.processes() == []
     assert not _live(port)
     state_dir = iris_project.root / ".mlinfra"
-    assert sorted(p.name for p in state_dir.iterdir()) == ["state.db"]
+    assert sorted(p.name for p in state_dir.iterdir()) == ["backups", "state.db"]
 
 
 def test_refresh_reports_dead_server_and_up_refresh_repairs(iris_project):

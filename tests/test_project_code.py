@@ -266,7 +266,6 @@ def test_code_paths_change_is_a_previewed_update_that_restarts_the_server(
 
     assert cli("up", "--yes", code_path=first).returncode == 0
     server = _server_process(project)
-    supervisord = server.parent().pid
     preview = cli("preview", "--json", code_path=second)
     assert preview.returncode == 0, preview.stderr
     steps = {step["name"]: step for step in json.loads(preview.stdout)["steps"]}
@@ -278,8 +277,8 @@ def test_code_paths_change_is_a_previewed_update_that_restarts_the_server(
     assert "code_paths" in shown.stdout and second in shown.stdout
 
     assert cli("up", "--yes", code_path=second).returncode == 0
-    restarted = _server_process(project)
-    assert restarted.pid != server.pid and restarted.parent().pid == supervisord
+    restarted = _server_process(project)  # a new instance, on the old one's socket
+    assert restarted.pid != server.pid and not server.is_running()
     argv = restarted.cmdline()
     assert argv[argv.index("--code-path") + 1] == second
 

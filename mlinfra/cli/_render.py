@@ -80,6 +80,7 @@ def _step_json(step: Step) -> dict[str, Any]:
         "diffs": [_diff_json(d) for d in step.diffs],
         "error": step.error,
         "data_at_risk": None if step.data_at_risk is None else str(step.data_at_risk),
+        "deletes_first": step.deletes_first,
         "data_move": None
         if step.data_move is None
         else {
@@ -163,6 +164,13 @@ def _data_plan(step: Step) -> str | None:
     return None
 
 
+def _service_plan(step: Step) -> str | None:
+    """Whether a planned replacement leaves a gap: its old resource goes before the new one."""
+    if step.op.value == "replace" and step.deletes_first:
+        return "[yellow]stops serving while replaced (the old one is deleted first)[/]"
+    return None
+
+
 def print_result(result: RunResult, *, diff: bool = False, show_secrets: bool = False) -> None:
     changes = [s for s in result.steps if s.op.value != "same"]
     if result.kind == "preview":
@@ -176,9 +184,9 @@ def print_result(result: RunResult, *, diff: bool = False, show_secrets: bool = 
                     if diff or d.kind == "update":
                         change = escape(f"{mask(d.old)!r} => {mask(d.new)!r}")
                         console.print(f"       {d.path}: {change}{forces}")
-            plan = _data_plan(step)
-            if plan is not None:
-                console.print(f"       {plan}")
+            for plan in (_data_plan(step), _service_plan(step)):
+                if plan is not None:
+                    console.print(f"       {plan}")
     counts = ", ".join(
         f"{n} to {op}" if result.kind == "preview" else f"{n} {_DONE.get(op, op)}"
         for op, n in sorted(result.counts.items())

@@ -139,6 +139,7 @@ class Deployment:
                 "program, run `mlinfra up` once, then make the change"
             )
         step.data_at_risk = data_held_by(old)
+        step.deletes_first = before
         if step.data_at_risk is not None and not self.preview and not self.delete_data:
             raise _refusal(reg.name, step.data_at_risk, replaced=True)
         if before:

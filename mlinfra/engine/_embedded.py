@@ -215,8 +215,9 @@ class EmbeddedEngine:
     def _read(self, resource: ResourceState) -> Any:
         """What the resource's provider reads now; its failure names the resource, as a failed
         step of `up` does."""
+        provider = self._provider(resource)  # failing to load one is mlinfra's own fault
         try:
-            return self._provider(resource).read(resource.id, plain(resource.outputs))
+            return provider.read(resource.id, plain(resource.outputs))
         except MlinfraError:
             raise
         except Exception as exc:

@@ -57,6 +57,9 @@ class Step:
     """On a delete, replace or keep: the data the resource holds (its provider said so)."""
     data_move: DataMove | None = None
     """On an update: the data it carries to a new place."""
+    deletes_first: bool = False
+    """On a replace: the old resource is deleted before the new one is created, so it is out of
+    service in between (the provider asked `delete_before_replace`)."""
 
     @property
     def label(self) -> str:

@@ -1,4 +1,5 @@
-"""`python -m mlinfra.serving`: the model server of one env, on uvicorn with N workers."""
+"""`python -m mlinfra.serving`: the model server of one env, a master process and N uvicorn
+workers on one listening socket (see _master.py)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--token-file", type=Path, help="file holding the bearer token to require")
     parser.add_argument("--max-body-bytes", type=int, default=10 * 1024 * 1024)
     parser.add_argument("--log-level", default="warning")
+    parser.add_argument(
+        "--handover", type=Path, help="unix socket at which to give the port to a successor"
+    )
+    parser.add_argument(
+        "--take-over", type=Path, help="take the port from the server handing it over there"
+    )
     add_code_path_option(parser)
     return parser.parse_args(argv)
 
@@ -52,7 +59,9 @@ def main(argv: list[str] | None = None) -> None:
 
     import uvicorn
 
-    uvicorn.run(
+    from ._master import run_master
+
+    config = uvicorn.Config(
         "mlinfra.serving.__main__:app_from_environment",
         factory=True,
         host=args.host,
@@ -65,10 +74,14 @@ def main(argv: list[str] | None = None) -> None:
         http="mlinfra.serving._http:GuardedHTTP",  # deadlines on request heads (slowloris)
         ws="none",
     )
+    run_master(config, handover=args.handover, take_over=args.take_over)
 
 
 def app_from_environment() -> object:
     """The app for one worker, built from the options `main` left in the environment."""
+    from ._master import die_with_master
+
+    die_with_master()
     put_first_on_path(json.loads(os.environ.get(f"{_ENV_PREFIX}CODE_PATHS", "[]")))
     from ._app import ServerOptions, create_app
 

@@ -35,6 +35,7 @@ from ._http import (
     shortened,
 )
 from ._loading import value_counts
+from ._master import exit_on_term, predecessor_serves
 from ._protocols import Decoded
 from ._runtime import Runtime, Served, Variant
 
@@ -71,7 +72,11 @@ def create_app(options: ServerOptions) -> Any:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        # Live at once, ready when the first generation is loaded: loading never delays startup.
+        # uvicorn accepts requests once this yields: a worker (re)started in a deployed env
+        # answers with the deployed model from its first request, never "no model is deployed";
+        # one that cannot load it while the server it replaces still serves accepts nothing.
+        with exit_on_term():
+            await runtime.start(hold=predecessor_serves)
         watcher = asyncio.create_task(runtime.watch())
         try:
             yield

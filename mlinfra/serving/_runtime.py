@@ -4,7 +4,11 @@ The worker polls the table (one `stat` per tick); on a new generation it loads t
 not hold yet in a thread, then swaps one reference. Requests already running finish on the models
 they started with, new ones see the new set: no request is dropped or answered by half a switch.
 If a version cannot be loaded (tampered artifact, unknown type), the old set keeps serving and the
-refusal is acknowledged so the rollout that asked can undo its change.
+refusal is acknowledged so the rollout that asked can undo its change; the worker tries again with
+a growing delay, so a version whose artifact comes back (restored from a backup) is then served.
+
+A worker loads the table once before it accepts any request (`start`), so a worker that was just
+restarted never answers "no model is deployed" for an env that has one.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ import asyncio
 import logging
 import os
 import random
+import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,9 +31,12 @@ from ._metrics import VariantMetrics
 if TYPE_CHECKING:
     from ._loading import ServedModel
 
-__all__ = ["Runtime", "Served", "Variant"]
+__all__ = ["RETRY_FIRST_SECONDS", "RETRY_MAX_SECONDS", "Runtime", "Served", "Variant"]
 
 log = logging.getLogger("mlinfra.serving")
+# A generation that could not be loaded is tried again after 0.5 s, then twice as long each time.
+RETRY_FIRST_SECONDS = 0.5
+RETRY_MAX_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -87,6 +96,8 @@ class Runtime:
         self._refused = False
         self._seen: tuple[int, int] | None = None
         self._acked: WorkerAck | None = None
+        self._attempts = 0  # failed loads of the table's generation in a row
+        self._retry_at: float | None = None  # monotonic time of the next try, after a failure
 
     @property
     def not_deployed_message(self) -> str:
@@ -95,47 +106,72 @@ class Runtime:
             f"run `mlinfra deploy VERSION --env {self.env}`"
         )
 
+    async def start(self, *, hold: Callable[[], bool] = lambda: False) -> None:
+        """Load what the table says before the worker accepts requests. A worker that cannot
+        load it still starts, answers 503 saying why and tries again; unless `hold()`, which
+        keeps it trying without accepting anything meanwhile."""
+        await self._tick()
+        while self._failed is not None and hold():
+            await asyncio.sleep(self.poll_seconds)
+            await self._tick()
+
     async def watch(self) -> None:
-        """Follow the table until cancelled; a failure to read it is logged and retried."""
+        """Follow the table until cancelled."""
         # Importing scikit-learn and skops takes seconds; do it now, not when a deploy waits.
         warming = asyncio.create_task(asyncio.to_thread(_import_model_libraries))
         warming.add_done_callback(lambda task: task.cancelled() or task.exception())
         while True:
-            try:
-                await self.refresh()
-            except Exception as exc:  # keep serving what we have; the next tick tries again
-                log.warning("deployment table unreadable: %s", exc)
             await asyncio.sleep(self.poll_seconds)
+            await self._tick()
+
+    async def _tick(self) -> None:
+        try:
+            await self.refresh()
+        except Exception as exc:  # keep serving what we have; the next tick tries again
+            log.warning("deployment table unreadable: %s", exc)
 
     async def refresh(self) -> None:
-        """Load the table's generation if it is new to this worker."""
+        """Load the table's generation if it is new to this worker, or due for another try."""
         try:
             stat = os.stat(self.directory / "deployment.json")
         except FileNotFoundError:
             self._acknowledge()
             return
         seen = (stat.st_ino, stat.st_mtime_ns)
-        if seen == self._seen:
+        retry = self._retry_at is not None and time.monotonic() >= self._retry_at
+        if seen == self._seen and not retry:
             return
         deployment = read_deployment(self.directory)
+        if seen != self._seen:
+            self._attempts = 0  # a new table: its first try is now
         self._seen = seen
         if deployment is None or self._current_generation() == deployment.generation:
+            self._retry_at = None
             self._acknowledge()
             return
         try:
             served = await asyncio.to_thread(self._load, deployment)
         except Exception as exc:
-            self._failed = deployment.generation
-            self._refused = isinstance(exc, ValidationError)
-            self.last_error = f"generation {deployment.generation} refused: {exc}"
-            log.error(
-                "%s; still serving generation %s", self.last_error, self._current_generation()
-            )
+            self._refuse(deployment.generation, exc)
         else:
             self.served = served
-            self.last_error = None
+            self._failed = self._retry_at = self.last_error = None
+            self._refused = False
+            self._attempts = 0
             log.info("serving generation %s", deployment.generation)
         self._acknowledge()
+
+    def _refuse(self, generation: int, exc: Exception) -> None:
+        """Keep serving what is loaded, say why, and try again later."""
+        error = f"generation {generation} refused: {exc}"
+        if error != self.last_error:  # a retry failing the same way is not logged again
+            log.error("%s; still serving generation %s", error, self._current_generation())
+        self._failed = generation
+        self._refused = isinstance(exc, ValidationError)
+        self.last_error = error
+        delay = min(RETRY_MAX_SECONDS, RETRY_FIRST_SECONDS * 2**self._attempts)
+        self._attempts += 1
+        self._retry_at = time.monotonic() + delay
 
     def _current_generation(self) -> int | None:
         return self.served.deployment.generation if self.served else None

@@ -58,7 +58,6 @@ class LocalProvider(ResourceProvider, Generic[InputsT]):
     serialize_as_secret_always = False
     inputs_model: ClassVar[type[ProviderInputs]]
     replace_on: ClassVar[frozenset[str]] = frozenset()
-    replace_deletes_first: ClassVar[bool] = False
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         try:
@@ -80,8 +79,12 @@ class LocalProvider(ResourceProvider, Generic[InputsT]):
         return DiffResult(
             changes=bool(changed) or self.drifted(olds),
             replaces=replaces,
-            delete_before_replace=bool(replaces) and self.replace_deletes_first,
+            delete_before_replace=bool(replaces) and self.deletes_first(olds, news),
         )
+
+    def deletes_first(self, _olds: dict[str, Any], _news: dict[str, Any]) -> bool:
+        """Whether a replacement must delete the old resource before creating the new one."""
+        return False
 
     def comparable(self, props: dict[str, Any]) -> dict[str, Any]:
         """The values diff compares, from old outputs or new inputs alike."""

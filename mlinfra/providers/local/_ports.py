@@ -8,7 +8,21 @@ import time
 
 import psutil
 
-__all__ = ["port_free", "port_holder", "wait_port_free"]
+__all__ = ["listen_error", "port_free", "port_holder", "wait_port_free"]
+
+
+def listen_error(host: str) -> str | None:
+    """Why this machine cannot listen on `host` (not one of its addresses, no such name), or
+    None; checked on a port the system picks, so whatever holds the server's port is no matter."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        with socket.socket(family, kind, proto) as sock:
+            sock.bind(address)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
 
 
 def port_free(host: str, port: int) -> bool:

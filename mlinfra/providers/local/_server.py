@@ -1,36 +1,36 @@
-"""The serving endpoint: `python -m mlinfra.serving` on a port, supervised by supervisord and
-health-checked before create or update returns."""
+"""The serving endpoint: `python -m mlinfra.serving` on a port, supervised by supervisord, and
+ready (serving what the env's deployment table says) before create or update returns.
+
+Every change starts a new instance of the server beside the one serving (_instances.py). An
+update hands the listening socket over to it, so the port never closes and no request fails; a
+new port is a replacement, the old server deleted once the new one is ready. Only a replacement
+that keeps the port (a new host or run dir) must delete the old server first, and says so.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pulumi
-from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
+from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, UpdateResult
 from pydantic import Field
 
 from ..._code_paths import CODE_PATH_OPTION, code_path_arguments
-from ...errors import ConfigError, DeploymentError
+from ...errors import ConfigError, DeploymentError, MlinfraError
 from ._base import AbsolutePath, LocalProvider, LocalResource, ProviderInputs, gone, is_unknown
-from ._ports import port_free, port_holder, wait_port_free
+from ._health import UP_STATES, Expected, StartFailed, problem, wait_ready
+from ._instances import Instances, handover_path
+from ._ports import listen_error, port_free, port_holder, wait_port_free
 from ._supervisor import Supervisor
 
 __all__ = ["ModelServer", "ModelServerArgs", "ModelServerProvider", "server_url"]
 
-HEALTH_PATH = "/v2/health/live"
-HEALTH_TIMEOUT = 30.0
 TOKEN_FILE = "token"
-_FAILED_STATES = {
-    "BACKOFF": "it exited while starting",
-    "FATAL": "it kept exiting and supervisord gave up",
-    "GONE": "supervisord is gone",
-}
 _WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 
 
@@ -47,38 +47,68 @@ class ServerInputs(ProviderInputs):
 
 
 class ModelServerProvider(LocalProvider[ServerInputs]):
-    """A new run dir, host or port is a new endpoint: replaced, deleting first because the run
-    dir (and often the port) cannot be shared. Workers, registry, env, body limit, token and code
-    paths are updates: the program restarts under the same supervisord."""
+    """A new run dir, host or port is a new endpoint: a replacement, which starts the new server
+    first unless it needs the port the old one holds. Workers, registry, env, body limit, token
+    and code paths are updates: a new instance takes the listening socket over from the old.
+
+    The id is the run dir; the instance serving now is the `instance_dir` output.
+    """
 
     inputs_model = ServerInputs
     replace_on = frozenset({"run_dir", "host", "port"})
-    replace_deletes_first = True
+
+    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        """Also refuse a host this machine cannot listen on, before anything is changed."""
+        result = super().check(olds, news)
+        host = news.get("host", "127.0.0.1")
+        if result.failures or is_unknown(host) or (reason := listen_error(host)) is None:
+            return result
+        key = _config_key(news)
+        message = f"cannot listen on {host} ({reason}); set {key}.host in mlinfra.toml"
+        if olds.get("port"):
+            message += f"; the server on port {int(olds['port'])} keeps serving"
+        return CheckResult(news, [CheckFailure("host", message)])
+
+    def deletes_first(self, olds: dict[str, Any], news: dict[str, Any]) -> bool:
+        """A new server binds a socket of its own: beside the old one only on another port."""
+        before, after = self.comparable(olds)["port"], self.comparable(news)["port"]
+        return not is_unknown(after) and before is not None and int(before) == int(after)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         inputs = self.parse(props)
-        supervisor = Supervisor(Path(inputs.run_dir))
-        outs = self._adopt(supervisor, inputs) or self._start(supervisor, inputs)
-        return CreateResult(id_=inputs.run_dir, outs=outs)
+        instances = Instances(Path(inputs.run_dir))
+        instance = self._adopt(instances, inputs)
+        if instance is None:
+            # The server this one replaces serves on its own port until the engine deletes it.
+            old = instances.current()
+            old_port = _serving_port(old) if old is not None else None
+            keep = old if old_port is not None and old_port != inputs.port else None
+            instances.retire_others(keep)
+            instance = self._start(instances, inputs, replacing=old_port if keep else None)
+        return CreateResult(id_=inputs.run_dir, outs=self._outputs(instance, inputs))
 
-    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+    def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         inputs = self.parse(news)
-        supervisor = Supervisor(Path(inputs.run_dir))
-        if supervisor.process() is None:
-            return UpdateResult(outs=self._start(supervisor, inputs))
-        supervisor.write(_command(supervisor, inputs), _files(inputs))
-        supervisor.restart()
-        _wait_healthy(supervisor, inputs)
-        return UpdateResult(outs=self._outputs(supervisor, inputs, healthy=True))
+        instances = Instances(Path(inputs.run_dir))
+        old = _recorded(id_, olds)
+        running = old.program_state() in UP_STATES
+        if running and handover_path(old).is_socket() and "--handover" in _argv(old):
+            instance = self._start(instances, inputs, take_over=old, replacing=inputs.port)
+        elif running and problem(old, _expected(inputs)) is None:
+            instance = self._restart_in_place(instances, inputs, old)
+        else:  # it serves nothing (stopped, given up on, workers orphaned): start afresh
+            instances.retire_others(None)
+            instance = self._start(instances, inputs)
+        instances.retire_others(instance)
+        return UpdateResult(outs=self._outputs(instance, inputs))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        supervisor = Supervisor(Path(id_))
-        if supervisor.process() is None:
+        instance = _recorded(id_, props)
+        if instance.process() is None:
             return gone()
-        inputs = self.parse({**props, **_running_args(supervisor)})
-        healthy = _probe(inputs.host, inputs.port)
-        outs = self._outputs(supervisor, inputs, healthy=healthy)
-        outs["token_sha256"] = _digest(_read_token(supervisor))
+        inputs = self.parse({**props, **_running_args(instance)})
+        outs = self._outputs(instance, inputs, trouble=problem(instance, _expected(inputs)))
+        outs["token_sha256"] = _digest(_read_token(instance))
         return ReadResult(id_=id_, outs=outs)
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
@@ -89,14 +119,17 @@ class ModelServerProvider(LocalProvider[ServerInputs]):
         # The env's rollout driver reads this server's metrics at this URL: it stops (pausing
         # the rollout for `mlinfra rollout resume`) rather than outlive the server.
         stop_driver(deployment_dir(inputs.registry, inputs.env))
-        supervisor = Supervisor(Path(id_))
-        supervisor.stop()
+        instances = Instances(Path(inputs.run_dir))
+        instance = _recorded(id_, props)
+        if instances.current() not in (None, instance):
+            instances.retire(instance)  # replaced: its successor keeps serving
+            return
+        instances.clear()
         if not wait_port_free(inputs.host, inputs.port, 5):
             holder = port_holder(inputs.port)
             raise DeploymentError(
                 f"port {inputs.port} is still held by {holder} after the model server stopped"
             )
-        supervisor.remove()
 
     def comparable(self, props: dict[str, Any]) -> dict[str, Any]:
         values = super().comparable(props)
@@ -112,46 +145,85 @@ class ModelServerProvider(LocalProvider[ServerInputs]):
     def drifted(self, outs: dict[str, Any]) -> bool:
         return outs.get("healthy") is False
 
-    def _adopt(self, supervisor: Supervisor, inputs: ServerInputs) -> dict[str, Any] | None:
-        """A healthy server a killed create started with these very inputs is kept, not doubled."""
-        if supervisor.process() is None:
-            return None
-        try:
-            same = supervisor.conf.read_text() == supervisor.render(_command(supervisor, inputs))
-        except OSError:
-            return None
-        if not same or _read_token(supervisor) != inputs.token:
-            return None
-        if not _probe(inputs.host, inputs.port):
-            return None
-        return self._outputs(supervisor, inputs, healthy=True)
+    def _adopt(self, instances: Instances, inputs: ServerInputs) -> Supervisor | None:
+        """A ready server a killed create started with these very inputs is kept, not doubled."""
+        for instance in reversed(instances.all()):
+            if instance.process() is None:
+                continue
+            try:
+                conf = instance.conf.read_text()
+            except OSError:
+                continue
+            if conf != instance.render(_command(instance, inputs)):
+                continue
+            if _read_token(instance) != inputs.token:
+                continue
+            if problem(instance, _expected(inputs)) is None:
+                instances.make_current(instance)
+                instances.retire_others(instance)
+                return instance
+        return None
 
-    def _start(self, supervisor: Supervisor, inputs: ServerInputs) -> dict[str, Any]:
-        # Clear whatever a killed create or a dead supervisord left behind.
-        supervisor.stop()
-        supervisor.remove()
-        _ensure_port_free(inputs)
-        supervisor.write(_command(supervisor, inputs), _files(inputs))
+    def _start(
+        self,
+        instances: Instances,
+        inputs: ServerInputs,
+        *,
+        take_over: Supervisor | None = None,
+        replacing: int | None = None,
+    ) -> Supervisor:
+        """A new instance, ready; on the listening socket of `take_over` if given. `replacing`
+        is the port of the server that keeps serving if this one fails, for the message."""
+        if take_over is None:
+            try:
+                _ensure_port_free(inputs)
+            except MlinfraError as exc:
+                if replacing is None:
+                    raise
+                raise _not_started(inputs, str(exc), replacing) from exc
+        instance = instances.new()
         try:
-            supervisor.launch()
-            _wait_healthy(supervisor, inputs)
+            instance.write(_command(instance, inputs, take_over), _files(inputs))
+            instance.launch()
+            wait_ready(instance, _expected(inputs))
+        except (StartFailed, DeploymentError) as exc:
+            instances.retire(instance)
+            raise _not_started(inputs, str(exc), replacing) from exc
         except BaseException:
-            supervisor.stop()
-            supervisor.remove()
+            instances.retire(instance)
             raise
-        return self._outputs(supervisor, inputs, healthy=True)
+        instances.make_current(instance)
+        return instance
+
+    def _restart_in_place(
+        self, instances: Instances, inputs: ServerInputs, old: Supervisor
+    ) -> Supervisor:
+        """A server started by an mlinfra that could not hand its socket over: stopped, then
+        replaced; started again as it was if its replacement fails."""
+        old.stop()
+        try:
+            return self._start(instances, inputs)
+        except MlinfraError as exc:
+            old.launch()
+            raise DeploymentError(f"{exc}; the old server was started again") from exc
 
     def _outputs(
-        self, supervisor: Supervisor, inputs: ServerInputs, *, healthy: bool
+        self, instance: Supervisor, inputs: ServerInputs, *, trouble: str | None = None
     ) -> dict[str, Any]:
-        process = supervisor.process()
-        return {
+        """`trouble`: why the server does not serve what it should (what read found)."""
+        process = instance.process()
+        outs = {
             **inputs.model_dump(exclude={"token"}),
             "token_sha256": _digest(inputs.token),
             "url": server_url(inputs.host, inputs.port),
             "pid": process.pid if process is not None else None,
-            "healthy": healthy,
+            "healthy": trouble is None,
         }
+        if instance.run_dir != Path(inputs.run_dir):  # absent for a server of the old layout
+            outs["instance_dir"] = str(instance.run_dir)
+        if trouble is not None:
+            outs["problem"] = trouble
+        return outs
 
 
 def server_url(host: str, port: int) -> str:
@@ -160,7 +232,9 @@ def server_url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def _command(supervisor: Supervisor, inputs: ServerInputs) -> list[str]:
+def _command(
+    instance: Supervisor, inputs: ServerInputs, take_over: Supervisor | None = None
+) -> list[str]:
     command = [
         sys.executable, "-m", "mlinfra.serving",
         "--host", inputs.host,
@@ -172,7 +246,10 @@ def _command(supervisor: Supervisor, inputs: ServerInputs) -> list[str]:
     if inputs.max_body_bytes is not None:
         command += ["--max-body-bytes", str(inputs.max_body_bytes)]
     if inputs.token:
-        command += ["--token-file", str(supervisor.run_dir / TOKEN_FILE)]
+        command += ["--token-file", str(instance.run_dir / TOKEN_FILE)]
+    command += ["--handover", str(handover_path(instance))]
+    if take_over is not None:
+        command += ["--take-over", str(handover_path(take_over))]
     return command + code_path_arguments(inputs.code_paths)
 
 
@@ -180,9 +257,9 @@ def _files(inputs: ServerInputs) -> dict[str, str | None]:
     return {TOKEN_FILE: inputs.token or None}
 
 
-def _read_token(supervisor: Supervisor) -> str | None:
+def _read_token(instance: Supervisor) -> str | None:
     try:
-        return (supervisor.run_dir / TOKEN_FILE).read_text() or None
+        return (instance.run_dir / TOKEN_FILE).read_text() or None
     except OSError:
         return None
 
@@ -191,13 +268,40 @@ def _digest(token: str | None) -> str:
     return hashlib.sha256(token.encode()).hexdigest() if token else ""
 
 
-def _running_args(supervisor: Supervisor) -> dict[str, Any]:
-    """Host, port, workers and code paths the program really runs with, from its command line."""
-    process = supervisor.program()
+def _recorded(id_: str, props: dict[str, Any]) -> Supervisor:
+    """The instance the state records: the id itself for a server of the old layout."""
+    return Supervisor(Path(props.get("instance_dir") or id_))
+
+
+def _expected(inputs: ServerInputs) -> Expected:
+    from ...serving import deployment_dir
+
+    return Expected(
+        url=server_url(inputs.host, inputs.port),
+        workers=inputs.workers,
+        deployment=deployment_dir(inputs.registry, inputs.env),
+    )
+
+
+def _argv(instance: Supervisor) -> list[str]:
+    process = instance.program()
     try:
-        argv = process.cmdline() if process is not None else []
+        return process.cmdline() if process is not None else []
     except psutil.Error:
-        return {}
+        return []
+
+
+def _serving_port(instance: Supervisor) -> int | None:
+    """The port a running instance serves on, or None."""
+    if instance.program_state() not in UP_STATES:
+        return None
+    port = _running_args(instance).get("port")
+    return int(port) if port is not None else None
+
+
+def _running_args(instance: Supervisor) -> dict[str, Any]:
+    """Host, port, workers and code paths the program really runs with, from its command line."""
+    argv = _argv(instance)
     if not argv:
         return {}
     found: dict[str, Any] = {}
@@ -210,8 +314,23 @@ def _running_args(supervisor: Supervisor) -> dict[str, Any]:
     return found
 
 
+def _config_key(props: dict[str, Any]) -> str:
+    return f"env.{props.get('env')}.serving"
+
+
+def _not_started(inputs: ServerInputs, reason: str, replacing: int | None) -> DeploymentError:
+    if replacing is None:
+        return DeploymentError(
+            f"the model server for env {inputs.env} did not start on port {inputs.port}: {reason}"
+        )
+    return DeploymentError(
+        f"the new server on port {inputs.port} did not start: {reason}; "
+        f"the old one keeps serving on port {replacing}"
+    )
+
+
 def _ensure_port_free(inputs: ServerInputs) -> None:
-    key = f"env.{inputs.env}.serving"
+    key = _config_key(inputs.model_dump())
     try:
         free = port_free(inputs.host, inputs.port)
     except OSError as exc:
@@ -223,42 +342,6 @@ def _ensure_port_free(inputs: ServerInputs) -> None:
             f"port {inputs.port} on {inputs.host} is already in use by {port_holder(inputs.port)}; "
             f"stop it or set {key}.port in mlinfra.toml to a free port"
         )
-
-
-def _probe(host: str, port: int, timeout: float = 2.0) -> bool:
-    import httpx
-
-    try:
-        response = httpx.get(server_url(host, port) + HEALTH_PATH, timeout=timeout, trust_env=False)
-    except httpx.HTTPError:
-        return False
-    return response.status_code == 200
-
-
-def _wait_healthy(supervisor: Supervisor, inputs: ServerInputs) -> None:
-    """Poll the health endpoint; give up early if supervisord says the program cannot start."""
-    import httpx
-
-    url = server_url(inputs.host, inputs.port) + HEALTH_PATH
-    deadline = time.monotonic() + HEALTH_TIMEOUT
-    with httpx.Client(timeout=2.0, trust_env=False) as client:
-        while True:
-            try:
-                if client.get(url).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            # BACKOFF: it exited while starting. supervisord would retry, but a server that
-            # cannot start is almost always misconfigured, so say so now rather than in 7 s.
-            state = supervisor.program_state()
-            if state in _FAILED_STATES or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
-    why = _FAILED_STATES.get(state, f"no answer within {HEALTH_TIMEOUT:g} s")
-    raise DeploymentError(
-        f"model server for env {inputs.env} did not become healthy at {url} ({why}); "
-        f"last lines of its log:\n{supervisor.log_tail()}"
-    )
 
 
 @dataclass(frozen=True, kw_only=True)

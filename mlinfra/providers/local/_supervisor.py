@@ -12,7 +12,6 @@ import hashlib
 import http.client
 import os
 import shlex
-import shutil
 import socket
 import subprocess
 import sys
@@ -29,7 +28,7 @@ import psutil
 from ..._fs import atomic_write_text
 from ...errors import DeploymentError
 
-__all__ = ["MARKER_ENV", "PROGRAM", "Supervisor"]
+__all__ = ["MARKER_ENV", "PROGRAM", "Supervisor", "unix_socket_path"]
 
 MARKER_ENV = "MLINFRA_RUN_DIR"
 PROGRAM = "server"
@@ -39,7 +38,7 @@ _RPC_TIMEOUT = STOP_WAIT_SECONDS + 15.0  # stopping the program waits up to stop
 _SOCKET_PATH_MAX = 100  # AF_UNIX paths are limited to 107 bytes on Linux
 
 _CONFIG = """\
-; Written by mlinfra for one model server; `mlinfra up` rewrites it.
+; Written by mlinfra for one instance of a model server (see _instances.py).
 [supervisord]
 pidfile={pidfile}
 logfile={logfile}
@@ -96,12 +95,7 @@ class Supervisor:
 
     @property
     def socket(self) -> Path:
-        """In the run dir, unless that path is too long for a unix socket."""
-        path = self.run_dir / "supervisor.sock"
-        if len(str(path)) <= _SOCKET_PATH_MAX:
-            return path
-        digest = hashlib.sha256(str(self.run_dir).encode()).hexdigest()[:16]
-        return Path(tempfile.gettempdir()) / f"mlinfra-{digest}.sock"
+        return unix_socket_path(self.run_dir, "supervisor.sock")
 
     def render(self, command: list[str]) -> str:
         def value(text: str) -> str:
@@ -195,21 +189,6 @@ class Supervisor:
         """A client of supervisord's XML-RPC interface; use it as a context manager."""
         return xmlrpc.client.ServerProxy("http://localhost", transport=_UnixTransport(self.socket))
 
-    def restart(self) -> None:
-        """Restart the program, with its new command if the config file changed."""
-        running = self.program_state() in {"RUNNING", "STARTING", "BACKOFF"}
-        with self.rpc() as proxy:
-            supervisor: Any = proxy.supervisor
-            _added, changed, _removed = supervisor.reloadConfig()[0]
-            if PROGRAM in changed:
-                supervisor.stopProcessGroup(PROGRAM)
-                supervisor.removeProcessGroup(PROGRAM)
-                supervisor.addProcessGroup(PROGRAM)
-                return
-            if running:
-                supervisor.stopProcess(PROGRAM)
-            supervisor.startProcess(PROGRAM, False)
-
     def stop(self) -> None:
         """Stop supervisord, its program and any orphan of an earlier crash; wait until all exit."""
         supervisord = self.process()
@@ -235,17 +214,22 @@ class Supervisor:
         with contextlib.suppress(OSError, xmlrpc.client.Error), self.rpc() as proxy:
             proxy.supervisor.getPID()
 
-    def remove(self) -> None:
-        """Remove the run dir and the socket; call after stop()."""
-        shutil.rmtree(self.run_dir, ignore_errors=True)
-        self.socket.unlink(missing_ok=True)
-
     def log_tail(self, lines: int = 15) -> str:
         try:
             text = self.program_log.read_text(encoding="utf-8", errors="replace")
         except OSError:
             return "(no log)"
         return "\n".join(text.strip().splitlines()[-lines:]) or "(empty log)"
+
+
+def unix_socket_path(directory: Path, name: str, *, tag: str = "") -> Path:
+    """`directory/name`, unless that path is too long for a unix socket: then
+    `mlinfra-<digest of directory><tag>.sock` in the temp dir."""
+    path = directory / name
+    if len(str(path)) <= _SOCKET_PATH_MAX:
+        return path
+    digest = hashlib.sha256(str(directory).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"mlinfra-{digest}{tag}.sock"
 
 
 class _UnixConnection(http.client.HTTPConnection):
