@@ -4,13 +4,16 @@ more large requests than it admits, and clients that send half a request (slowlo
 from __future__ import annotations
 
 import json
+import os
 import random
 import select
+import signal
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
@@ -221,3 +224,28 @@ def test_a_body_sent_in_parts_within_the_deadline_is_answered(server: Server) ->
             assert chunk, answer
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b'{"predictions":[0]}')
+
+
+def test_a_stopping_server_still_answers_a_request_sent_on_an_idle_keepalive_connection(
+    tmp_path: Path,
+) -> None:
+    """uvicorn closes idle keep-alive connections the moment it stops; a client's next request,
+    already on its way, then meets a reset. A stopping worker instead answers it with
+    `connection: close` (a server change stops the old instance while clients hold
+    connections to it)."""
+    registry = new_registry(tmp_path / "registry")
+    stopping = start_server(registry)
+    try:
+        host, port = stopping.url.removeprefix("http://").split(":")
+        request = f"GET /v2/health/live HTTP/1.1\r\nhost: {host}\r\n\r\n".encode()
+        with socket.create_connection((host, int(port)), timeout=DEADLINE) as connection:
+            connection.sendall(request)
+            assert connection.recv(65536).startswith(b"HTTP/1.1 200")
+            os.killpg(stopping.process.pid, signal.SIGTERM)  # a graceful stop, master and workers
+            time.sleep(0.5)  # uvicorn notices within 0.1 s: before, the connection was closed
+            connection.sendall(request)
+            answer = connection.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 200"), answer
+        assert b"connection: close" in answer.lower()
+    finally:
+        stopping.stop()

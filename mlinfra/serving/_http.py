@@ -42,6 +42,9 @@ MAX_HEAD_BYTES = 64 * 1024
 # client must keep sending at that pace (as Apache's mod_reqtimeout asks), at most 165 s for 10 MiB.
 BODY_GRACE_SECONDS = 5.0
 BODY_BYTES_PER_SECOND = 64 * 1024
+# A worker told to stop (a server change hands the socket to a new instance) keeps an idle
+# keep-alive connection open this long, for a request already on its way to it.
+DRAIN_IDLE_SECONDS = 2.0
 TOO_SLOW = "mlinfra.too_slow"  # scope key: why GuardedHTTP cut a request's body off
 # Large data is converted, encoded and freed this many items per C call: each call then holds the
 # GIL for a few milliseconds, and the event loop's thread gets its turn in between.
@@ -223,6 +226,7 @@ class GuardedHTTP(HttpToolsProtocol):
     _since = 0.0  # when the phase began, in loop time
     _received = 0  # bytes received in the phase
     _watchdog: asyncio.TimerHandle | None = None
+    _draining = False  # the server is stopping: no connection is kept alive after its answer
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -249,6 +253,27 @@ class GuardedHTTP(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._enter("body")
         super().on_headers_complete()
+        if self._draining and self.cycle is not None:
+            self.cycle.keep_alive = False  # answered with `connection: close`
+
+    def shutdown(self) -> None:
+        """A graceful stop. uvicorn closes an idle keep-alive connection at once, which races
+        a client's next request on it: the client sees a reset. Instead, it may carry one more
+        request, answered with `connection: close`, or is closed after DRAIN_IDLE_SECONDS of
+        silence; a request in flight is answered first, as uvicorn does."""
+        self._draining = True
+        if self._app_busy():
+            super().shutdown()
+        else:
+            self.loop.call_later(DRAIN_IDLE_SECONDS, self._close_when_idle)
+
+    def _close_when_idle(self) -> None:
+        if self.transport.is_closing():
+            return
+        if self._phase == "idle" or (self._phase == "head" and self._received == 0):
+            self.transport.close()
+        elif self.cycle is not None:
+            self.cycle.keep_alive = False  # a request arrived meanwhile: close after it
 
     def on_body(self, body: bytes) -> None:
         self._received += len(body)
