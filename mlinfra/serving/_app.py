@@ -204,13 +204,12 @@ class _Routes:
         # The protocol says a 4xx means "not ready"; probes only look at the status.
         served = self.runtime.served
         if served is None:
-            reason = self.runtime.last_error or self.runtime.not_deployed_message
-            return json_response({"ready": False, "reason": reason}, 400)
+            return json_response({"ready": False, "reason": self.runtime.unavailable_reason}, 400)
         return json_response({"ready": True, "generation": served.deployment.generation})
 
     async def ping(self, _request: Request) -> Response:
         if self.runtime.served is None:
-            return json_response({"error": self.runtime.not_deployed_message}, 503)
+            return json_response({"error": self.runtime.unavailable_reason}, 503)
         return Response("\n", media_type="application/json")
 
     async def server_metadata(self, _request: Request) -> Response:
@@ -287,7 +286,7 @@ class _Routes:
     def _served(self) -> Served:
         served = self.runtime.served
         if served is None:
-            raise HTTPProblem(503, self.runtime.not_deployed_message)
+            raise HTTPProblem(503, self.runtime.unavailable_reason)
         return served
 
     def _variant(self, request: Request, served: Served | None = None) -> Variant:

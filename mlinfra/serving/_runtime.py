@@ -106,6 +106,12 @@ class Runtime:
             f"run `mlinfra deploy VERSION --env {self.env}`"
         )
 
+    @property
+    def unavailable_reason(self) -> str:
+        """Why nothing is served: the table's version was refused (and is retried), or there
+        is no table yet."""
+        return self.last_error or self.not_deployed_message
+
     async def start(self, *, hold: Callable[[], bool] = lambda: False) -> None:
         """Load what the table says before the worker accepts requests. A worker that cannot
         load it still starts, answers 503 saying why and tries again; unless `hold()`, which
