@@ -478,3 +478,32 @@ def test_refusal_names_the_models_own_section(registry: Registry) -> None:
     doubled = make_pipeline(Doubler(), LogisticRegression(max_iter=1000))
     with pytest.raises(UntrustedArtifactError, match=r"\[models.iris\] trusted_types"):
         registry.register(new_version(doubled))
+
+
+def test_a_copy_cut_off_before_its_reports_gets_them_from_the_next_copy(
+    registry: Registry, tmp_path: Path
+) -> None:
+    first = registry.register(new_version())
+    registry.add_report(
+        first, env="dev", kind="evaluation", passed=True, body={"a": 1}, markdown=""
+    )
+    with _second_registry(tmp_path) as staging:
+        bare = staging.register(  # what a copy killed after registering left
+            new_version(
+                model_bytes=registry.artifact(first),
+                lineage={
+                    "origin": {
+                        "registry": str(registry.root.resolve()),
+                        "env": "dev",
+                        "version": 1,
+                        "artifact_sha256": first.artifact_sha256,
+                    }
+                },
+            )
+        )
+        again = registry_api.copy_version(
+            registry, staging, first, source_env="dev", target_env="staging"
+        )
+        assert (again.copied, again.version.version) == (False, bare.version)
+        registry_api.copy_version(registry, staging, first, source_env="dev", target_env="staging")
+        assert [(r.kind, r.body) for r in staging.reports(bare)] == [("evaluation", {"a": 1})]

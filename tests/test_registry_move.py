@@ -141,3 +141,17 @@ def test_versions_are_described_by_model_and_range() -> None:
     many = {"a": [1], "b": [1], "c": [2, 3], "d": [9]}
     assert describe_versions(many) == "5 model versions (a v1, b v1, c v2-v3, 1 more model)"
     assert describe_versions({"iris": [1, 3, 5, 7, 9]}).endswith("(iris v1, v3, v5, ...)")
+
+
+def test_a_move_keeps_the_history_the_target_already_held_for_the_env(
+    old: Path, tmp_path: Path
+) -> None:
+    shared = new_registry(tmp_path / "shared")
+    earlier = RolloutStore(deployment_dir(shared, "dev"))
+    earlier.record({"action": "deploy", "to": 7, "reason": "when dev used this registry"})
+    provider, outs, news = _move(old, shared)
+    provider.update(str(old), outs, news)
+    provider.update(str(old), outs, news)  # a move retried after a crash
+    actions = [(e["action"], e.get("to")) for e in earlier.history()]
+    assert actions[:2] == [("deploy", 7), ("deploy", 2)], "nothing the target held is lost"
+    assert actions.count(("deploy", 2)) == 1, "each event once"

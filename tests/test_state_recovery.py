@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from conftest import MLINFRA, JournalProject, cli_env, run_cli
 
-from mlinfra.errors import StateError
+from mlinfra.errors import StateError, StateLockedError
 from mlinfra.registry import NewVersion, Registry, dump_model, initialize
-from mlinfra.state import KEEP_BACKUPS
+from mlinfra.state import KEEP_BACKUPS, plan_recovery, recover
 
 GARBAGE = b"\xde\xad\xbe\xef"
 
@@ -321,3 +321,32 @@ def test_sigint_of_a_real_up_is_recorded_as_interrupted(journal_project):
     history = json.loads(journal_project.cli("history", "--json").stdout)
     assert [(h["result"], h["error"]) for h in history] == [("interrupted", "interrupted (Ctrl-C)")]
     assert history[0]["summary"], "what it did before Ctrl-C is counted"
+
+
+def test_two_recoveries_in_one_second_keep_both_files_they_replaced(journal_project):
+    up(journal_project)
+    up(journal_project, "--refresh")
+    folder = journal_project.root / ".mlinfra"
+    first = folder / "backups" / backups(journal_project)[0]
+    for _ in range(2):
+        recover(plan_recovery(folder, source=first))
+    aside = [
+        p.name
+        for p in folder.iterdir()
+        if p.name.startswith("state.db.replaced-") and not p.name.endswith(("-wal", "-shm"))
+    ]
+    assert len(aside) == 2, aside
+
+
+def test_recover_checks_the_lock_again_after_asking(journal_project):
+    up(journal_project)
+    folder = journal_project.root / ".mlinfra"
+    plan = plan_recovery(folder, source=folder / "backups" / backups(journal_project)[0])
+    engine = journal_project.engine()  # an `up` that started while the user was asked
+    engine.store.acquire_lock("dev", "mlinfra up --env dev")
+    try:
+        with pytest.raises(StateLockedError, match="let it finish"):
+            recover(plan)
+    finally:
+        engine.store.release_lock("dev")
+        engine.close()

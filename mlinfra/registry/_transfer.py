@@ -46,6 +46,7 @@ def copy_version(
         return Transfer(version=version, copied=False)
     earlier = _earlier_copy(target, source, version)
     if earlier is not None:
+        _copy_reports(source, target, version, earlier)  # a copy cut off before its reports
         return Transfer(version=earlier, copied=False)
     model_bytes = source.artifact(version)  # refused if missing or tampered
     origin: dict[str, Any] = {
@@ -72,9 +73,21 @@ def copy_version(
             created_by=actor,
         )
     )
+    _copy_reports(source, target, version, copied)
+    return Transfer(version=copied, copied=True)
+
+
+def _copy_reports(
+    source: Registry, target: Registry, version: ModelVersion, copy: ModelVersion
+) -> None:
+    """Give `copy` every report of `version` it lacks: registering the copy and adding its
+    reports are separate transactions, so a crash between them is finished by the next copy."""
+    held = [(r.env, r.kind, r.created_by, r.body) for r in target.reports(copy)]
     for report in source.reports(version):
+        if (report.env, report.kind, report.created_by, report.body) in held:
+            continue
         target.add_report(
-            copied,
+            copy,
             env=report.env,
             kind=report.kind,
             passed=report.passed,
@@ -82,7 +95,6 @@ def copy_version(
             markdown=report.markdown,
             created_by=report.created_by,
         )
-    return Transfer(version=copied, copied=True)
 
 
 def _earlier_copy(target: Registry, source: Registry, version: ModelVersion) -> ModelVersion | None:

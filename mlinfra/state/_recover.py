@@ -123,6 +123,7 @@ def recover(plan: RecoveryPlan) -> Recovery:
     if plan.source is None:
         raise StateError(f"{plan.current.path} is sound; nothing to restore")
     state = plan.current.path
+    _refuse_live_locks(state)  # again: a run may have started while the user was asked
     partial = state.with_name(f".{state.name}.restoring.partial")
     try:
         with open_read_only(plan.source.path) as db:
@@ -156,7 +157,12 @@ def _move_aside(state: Path, label: str) -> list[Path]:
     """Rename the state and its sidecars to `state.db.<label>-<time>[-wal|-shm]`, sidecars first
     (a -wal left beside the restored file would be replayed into it); SQLite opens the renamed
     file with its own -wal still."""
-    aside = state.with_name(f"{state.name}.{label}-{time.strftime('%Y%m%d-%H%M%S')}")
+    stamp = f"{state.name}.{label}-{time.strftime('%Y%m%d-%H%M%S')}"
+    aside = state.with_name(stamp)
+    count = 1
+    while any(Path(f"{aside}{suffix}").exists() for suffix in (*_SIDECARS, "")):
+        count += 1  # two recoveries within a second: never rename onto the first one's file
+        aside = state.with_name(f"{stamp}-{count}")
     moved = []
     for suffix in (*_SIDECARS, ""):
         current = Path(f"{state}{suffix}")

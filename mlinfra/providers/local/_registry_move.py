@@ -7,7 +7,6 @@ moved again), so one cut off by a crash is finished by the next `mlinfra up`.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from ...errors import DeploymentError, RolloutConflictError
@@ -158,8 +157,12 @@ def _move_deployment(source: Path, target: Path, env: str, numbers: Numbers) -> 
                     }
                 )
             )
-        if (here / "history.jsonl").is_file():
-            shutil.copyfile(here / "history.jsonl", there / "history.jsonl")
+        # After what the target holds for this env already (an env moved back to a registry
+        # it used before keeps both), each event once however often a move is retried.
+        held = new_store.history()
+        for event in old_store.history():
+            if event not in held:
+                new_store.record(event)
         new_store.record(
             {
                 "action": "move",
