@@ -236,7 +236,10 @@ def test_a_deployment_refused_at_a_restart_is_reported_and_served_once_its_artif
     worker.kill()  # uvicorn's master starts another, which cannot load the deployment
 
     def refused() -> bool:
-        response = httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=5)
+        try:  # the new worker accepts once it has tried to load: till then probes wait in line
+            response = httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=5)
+        except httpx.TimeoutException:
+            return False
         return response.status_code == 400 and response.json()["reason"].startswith(reason)
 
     wait_until(refused, timeout=30)
