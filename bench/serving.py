@@ -31,7 +31,6 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCH_VENV = Path("/work/bench-venv")
 COLUMNS = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 ROW = [5.1, 3.5, 1.4, 0.2]
 
@@ -228,7 +227,11 @@ def _mlinfra(folder: Path, registry: Path, args: argparse.Namespace, framework: 
 
 
 def _mlflow(folder: Path, args: argparse.Namespace) -> dict | None:
-    mlflow = BENCH_VENV / "bin" / "mlflow"
+    if args.mlflow_venv is None:
+        print("(no --mlflow-venv given: MLflow's server skipped)", file=sys.stderr)
+        return None
+    venv = args.mlflow_venv
+    mlflow = venv / "bin" / "mlflow"
     if not mlflow.exists():
         print(f"(no {mlflow}: MLflow's server skipped)", file=sys.stderr)
         return None
@@ -237,7 +240,7 @@ def _mlflow(folder: Path, args: argparse.Namespace) -> dict | None:
         "import mlflow.sklearn\n"
         f"mlflow.sklearn.save_model(model, {str(model_dir)!r}, input_example=features.head(2))\n"
     )
-    subprocess.run([str(BENCH_VENV / "bin" / "python"), "-c", save], check=True,
+    subprocess.run([str(venv / "bin" / "python"), "-c", save], check=True,
                    capture_output=True)  # fmt: skip
     port = _free_port()
     process = _spawn(
@@ -256,7 +259,7 @@ def _mlflow(folder: Path, args: argparse.Namespace) -> dict | None:
             "-w",
             "1",
         ],  # fmt: skip
-        {"PATH": f"{BENCH_VENV / 'bin'}:{os.environ['PATH']}"},
+        {"PATH": f"{venv / 'bin'}:{os.environ['PATH']}"},
     )
     try:
         _wait(f"http://127.0.0.1:{port}", "/ping")
@@ -265,9 +268,9 @@ def _mlflow(folder: Path, args: argparse.Namespace) -> dict | None:
         _stop(process)
 
 
-def _mlflow_version() -> str:
-    python = BENCH_VENV / "bin" / "python"
-    if not python.exists():
+def _mlflow_version(venv: Path | None) -> str:
+    python = venv / "bin" / "python" if venv is not None else None
+    if python is None or not python.exists():
         return "-"
     return subprocess.run([str(python), "-c", "import mlflow; print(mlflow.__version__)"],
                           capture_output=True, text=True).stdout.strip()  # fmt: skip
@@ -278,6 +281,11 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10, help="seconds of load per run")
     parser.add_argument("--extras", help="a directory put on the server's PYTHONPATH (uvloop)")
     parser.add_argument("--no-mlflow", action="store_true")
+    parser.add_argument(
+        "--mlflow-venv",
+        type=Path,
+        help="a virtualenv with mlflow installed (../shared/anchors/mlflow_serve.sh makes one)",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install -y wrk")
@@ -297,10 +305,11 @@ def main() -> None:
 
 
 def _print(results: list[dict], raw: float, inside: float, args: argparse.Namespace) -> None:
+    mlflow = _mlflow_version(args.mlflow_venv)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}; "
           f"wrk 1 thread, {args.duration} s runs; "
-          f"MLflow {_mlflow_version()}; extras on path: {args.extras or 'none'}")  # fmt: skip
+          f"MLflow {mlflow}; extras on path: {args.extras or 'none'}")  # fmt: skip
     print(f"raw model.predict, one row (DataFrame): {raw * 1e6:.0f} µs median; the server's "
           f"checks + model (numpy twin), no HTTP: {inside * 1e6:.0f} µs\n")  # fmt: skip
     print("| server, 1 worker | req/s (10 conn) | p50 ms | p99 ms | p50 ms (1 conn) "
