@@ -4,9 +4,6 @@ ports, `mlinfra up` killed with SIGKILL, and `destroy` leaving nothing behind.""
 from __future__ import annotations
 
 import json
-import random
-import signal
-import time
 
 import httpx
 import psutil
@@ -51,24 +48,6 @@ def test_refresh_reports_dead_server_and_up_refresh_repairs(iris_project):
     assert statuses["serving-server"] == "gone"
     assert iris_project.cli("up", "--yes", "--refresh", "--env", "dev").returncode == 0
     assert _live(port)
-
-
-def test_killed_up_repeatedly_leaves_no_duplicate_or_orphan_server(iris_project):
-    rng = random.Random(11)
-    for _ in range(5):
-        process = iris_project.popen("up", "--yes", "--env", "dev")
-        time.sleep(rng.uniform(0.3, 1.2))
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-    result = iris_project.cli("up", "--yes", "--env", "dev")
-    assert result.returncode == 0, result.stderr
-    status = json.loads(iris_project.cli("status", "--json", "--env", "dev").stdout)
-    names = [r["name"] for r in status["resources"]]
-    assert len(names) == len(set(names)) == 6
-    assert len(_supervisors(iris_project)) == 1, "exactly one supervised server"
-    assert _live(iris_project.ports["dev"])
-    assert iris_project.cli("destroy", "--yes", "--env", "dev").returncode == 0
-    assert iris_project.processes() == []
 
 
 def test_two_environments_run_side_by_side(iris_project):

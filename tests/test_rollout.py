@@ -337,7 +337,7 @@ def crash_after_writing_the_table(target: Target, version: int) -> Deployment:
     return written
 
 
-def test_interrupted_transition_is_finished_by_the_next_command(target: Target) -> None:
+def test_recover_finishes_an_interrupted_transition(target: Target) -> None:
     crash_after_writing_the_table(target, GOOD)
     with target.store.locked():
         recover(target)
@@ -345,7 +345,7 @@ def test_interrupted_transition_is_finished_by_the_next_command(target: Target) 
     assert target.store.history()[-1]["actor"] == "crashed-run"
 
 
-def test_interrupted_transition_the_server_refused_is_undone_by_the_next_command(
+def test_recover_undoes_an_interrupted_transition_the_server_refused(
     target: Target,
 ) -> None:
     refused = crash_after_writing_the_table(target, TAMPERED)
