@@ -214,3 +214,13 @@ def test_cli_start_up_imports_no_scikit_learn_or_pandas() -> None:
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     loaded = set(json.loads(done.stdout.replace("'", '"')))
     assert not loaded & {"sklearn", "pandas", "numpy", "scipy", "skops", "pulumi"}
+
+
+def test_training_bars_say_failed_above_the_error_not_done(capsys):
+    from mlinfra.cli.lifecycle._render import TrialBars
+
+    with pytest.raises(RuntimeError), TrialBars(quiet=False) as bars:
+        bars.stage("loading data")
+        raise RuntimeError("the loader failed")
+    shown = capsys.readouterr().err
+    assert "failed" in shown and "done" not in shown, shown

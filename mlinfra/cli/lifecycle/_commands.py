@@ -64,7 +64,7 @@ def train(
                 progress=bars,
             )
         except DataValidationError as exc:
-            bars.stop()
+            bars.stop(failed=True)
             print_findings(exc.report, title="data checks failed; nothing was trained")
             raise
     if json_:

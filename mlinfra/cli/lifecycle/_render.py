@@ -171,14 +171,21 @@ class TrialBars:
     def __enter__(self) -> TrialBars:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        self.stop(failed=kind is not None)
 
-    def stop(self) -> None:
+    def stop(self, *, failed: bool = False) -> None:
+        """End the display; a run that failed says so above its error, not "done"."""
         if self._stage is None:
             return  # never started: stopping would still print an empty line before an error
-        self._progress.update(self._stage, description="done", total=1, completed=1)
+        self._progress.update(
+            self._stage,
+            description="failed" if failed else "done",
+            total=1,
+            completed=0 if failed else 1,
+        )
         self._progress.stop()
+        self._stage = None  # the `with` block's exit after an explicit stop changes nothing
 
     def stage(self, name: str) -> None:
         """Shown from the first stage on: errors found before any work print no bars."""
