@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 import typer
 from rich.markup import escape
@@ -85,6 +85,9 @@ MinSamplesOption = Annotated[
 class RolloutPlan:
     """How a version is to be served, from the options `deploy` and `models promote` share."""
 
+    DEFAULT_INTERVAL: ClassVar[str] = "30s"
+    DEFAULT_MIN_SAMPLES: ClassVar[int] = 100
+
     steps: tuple[int, ...] | None  # None: at once
     interval_seconds: float
     wait: bool
@@ -142,11 +145,11 @@ def deploy(
     model: ModelOption = None,
     canary: CanaryOption = None,
     steps: StepsOption = None,
-    interval: IntervalOption = "30s",
+    interval: IntervalOption = RolloutPlan.DEFAULT_INTERVAL,
     wait: WaitOption = False,
     shadow: ShadowOption = False,
     sticky_header: StickyHeaderOption = None,
-    min_samples: MinSamplesOption = 100,
+    min_samples: MinSamplesOption = RolloutPlan.DEFAULT_MIN_SAMPLES,
     force: ForceOption = False,
     reason: ReasonOption = None,
     json_: JsonOption = False,
