@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .._durations import parse_duration as parse_interval
 from .._process import ProcessIdentity
 from ..errors import ConfigError
 from ..evaluation import Clearance
@@ -35,8 +35,6 @@ MIN_INTERVAL_SECONDS = 0.1
 MAX_INTERVAL_SECONDS = 24 * 3600.0
 MAX_STEPS = 20
 Phase = Literal["progressing", "paused", "promoted", "aborted"]
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 
 def _now() -> datetime:
@@ -44,11 +42,8 @@ def _now() -> datetime:
 
 
 def parse_duration(text: str) -> float:
-    """`30s`, `2m`, `500ms`, `1h` or plain seconds, as seconds."""
-    match = _DURATION.match(text)
-    if not match or float(match.group(1)) <= 0:
-        raise ConfigError(f"interval {text!r}: use a positive duration such as 30s, 2m or 500ms")
-    return check_interval(float(match.group(1)) * _UNIT_SECONDS[match.group(2)], text)
+    """`30s`, `2m`, `500ms`, `1h` or plain seconds, as seconds, from 100 ms to 24 h."""
+    return check_interval(parse_interval(text, what="interval"), text)
 
 
 def check_interval(seconds: float, text: str | None = None) -> float:
