@@ -9,7 +9,10 @@
     │   └── ProtectedResourceError (5)
     ├── ValidationError (6)        data or request failed its checks
     ├── GateFailedError (7)        an evaluation gate or rollout analysis said no
-    └── RolloutConflictError (8)   a rollout is in progress: promote, abort or roll it back first
+    ├── RolloutConflictError (8)   a rollout is in progress: promote, abort or roll it back first
+    └── DriftDetectedError (9)     `mlinfra drift --fail-on-drift` found drift
+
+    AlertNotFoundError (1, in mlinfra.monitoring) is an MlinfraError too.
 
 Anything else that escapes is a bug: the CLI exits 3 and writes the traceback to a log file.
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 __all__ = [
     "ConfigError",
     "DeploymentError",
+    "DriftDetectedError",
     "EngineUnavailableError",
     "GateFailedError",
     "MlinfraError",
@@ -73,3 +77,10 @@ class RolloutConflictError(MlinfraError):
     ends; CI may wait and retry."""
 
     exit_code = 8
+
+
+class DriftDetectedError(MlinfraError):
+    """Live or current data drifted from the reference; asked for with --fail-on-drift, so that
+    a batch job or CI can stop on it."""
+
+    exit_code = 9

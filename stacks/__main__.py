@@ -39,3 +39,5 @@ pulumi.export("registry_path", registry.path)
 pulumi.export("serving_url", serving.url)
 if serving.token is not None:
     pulumi.export("serving_token", serving.token)
+if serving.monitoring_dir is not None:
+    pulumi.export("monitoring_dir", serving.monitoring_dir)

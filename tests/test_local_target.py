@@ -27,7 +27,7 @@ def test_up_starts_real_server_process_and_destroy_leaves_nothing(iris_project):
     assert _live(port)
     outputs = json.loads(iris_project.cli("outputs", "--json", "--env", "dev").stdout)
     assert outputs["serving_url"] == f"http://127.0.0.1:{port}"
-    assert len(_supervisors(iris_project)) == 1
+    assert len(_supervisors(iris_project)) == 2, "the model server and the drift monitor"
     result = iris_project.cli("destroy", "--yes", "--env", "dev")
     assert result.returncode == 0, result.stderr
     assert iris_project.processes() == []

@@ -24,6 +24,7 @@ PACKAGES = [
     "mlinfra.evaluation",
     "mlinfra.serving",
     "mlinfra.rollout",
+    "mlinfra.monitoring",
 ]
 
 

@@ -42,7 +42,9 @@ from mlinfra.rollout._store import AliasMove, Pending
 from mlinfra.serving import Deployment, read_acks, read_deployment, write_deployment
 
 GOOD, BROKEN, SLOW, TAMPERED, INACCURATE = 2, 3, 4, 5, 6
-FAST_POLICY = AnalysisPolicy(min_samples=30, max_wait_intervals=20)
+# Latency is judged only where a test asks for it: on a loaded 2-core CI runner a healthy
+# canary's p99 can double for a second, which is noise to these tests.
+FAST_POLICY = AnalysisPolicy(min_samples=30, max_wait_intervals=20, latency_slack_ms=1000.0)
 
 
 @pytest.fixture(scope="module")

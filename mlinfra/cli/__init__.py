@@ -70,7 +70,7 @@ def _register_commands() -> None:
     from . import _stack
 
     _stack.register(app)
-    for module in ("lifecycle", "serving"):
+    for module in ("lifecycle", "serving", "monitoring"):
         try:
             plugin = __import__(f"{__name__}.{module}", fromlist=["register"])
         except ModuleNotFoundError as exc:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 
 from ..config import Environment
 from ..providers.local import GeneratedToken, GeneratedTokenArgs, ModelServer, ModelServerArgs
+from ._monitoring import DriftMonitor, DriftMonitorArgs, MonitoringArgs
 from ._target import Target, require_local
 
 __all__ = ["ServingStack", "ServingStackArgs"]
@@ -30,6 +32,11 @@ class ServingStackArgs:
     code_paths: pulumi.Input[list[str]] = field(default_factory=list)
     """Directories of the project's own modules (classes a model holds), put first on the
     server's import path; absolute. `from_environment` gives the project root."""
+    batch_window_ms: pulumi.Input[float] | None = None
+    """Longest wait to predict concurrent requests in one call; 0 turns micro-batching off."""
+    max_batch: pulumi.Input[int] | None = None
+    monitoring: MonitoringArgs | None = None
+    """Log predictions and watch them for drift (a DriftMonitor beside the server); None: off."""
     target: Target = "local"
 
     @classmethod
@@ -47,6 +54,9 @@ class ServingStackArgs:
             max_body_bytes=serving.max_body_bytes,
             auth=serving.auth,
             code_paths=[str(env.project.root.resolve())],
+            batch_window_ms=serving.batch_window_ms,
+            max_batch=serving.max_batch,
+            monitoring=MonitoringArgs.from_environment(env),
             target=env.settings.target,
         )
 
@@ -57,6 +67,8 @@ class ServingStack(pulumi.ComponentResource):
     url: pulumi.Output[str]
     token: pulumi.Output[str] | None
     """Secret; None unless auth is on."""
+    monitoring_dir: pulumi.Output[str] | None
+    """The prediction log, alerts and drift reports; None when monitoring is off."""
 
     def __init__(
         self, name: str, args: ServingStackArgs, opts: pulumi.ResourceOptions | None = None
@@ -77,6 +89,9 @@ class ServingStack(pulumi.ComponentResource):
                 max_body_bytes=args.max_body_bytes,
                 token=token.token if token is not None else None,
                 code_paths=args.code_paths,
+                batch_window_ms=args.batch_window_ms,
+                max_batch=args.max_batch,
+                **_log_args(args.monitoring),
             ),
             child,
         )
@@ -85,4 +100,34 @@ class ServingStack(pulumi.ComponentResource):
         outputs: dict[str, pulumi.Output[str]] = {"url": self.url}
         if self.token is not None:
             outputs["token"] = self.token
+        self.monitoring_dir = None
+        if args.monitoring is not None:
+            monitor = DriftMonitor(
+                f"{name}-monitor",
+                DriftMonitorArgs(
+                    monitoring=args.monitoring,
+                    registry_path=args.registry_path,
+                    env=args.env,
+                    url=server.url,
+                    token=self.token,
+                    code_paths=args.code_paths,
+                    target=args.target,
+                ),
+                child,
+            )
+            self.monitoring_dir = monitor.directory
+            outputs["monitoring_dir"] = monitor.directory
         self.register_outputs(outputs)
+
+
+def _log_args(monitoring: MonitoringArgs | None) -> dict[str, Any]:
+    """The server's prediction-log options: none when monitoring is off."""
+    if monitoring is None:
+        return {}
+    return {
+        "log_dir": monitoring.log_dir,
+        "log_sample_rate": monitoring.sample_rate,
+        "log_segment_seconds": monitoring.segment_seconds,
+        "log_max_bytes": monitoring.log_max_bytes,
+        "log_retention_seconds": monitoring.log_retention_seconds,
+    }

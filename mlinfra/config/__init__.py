@@ -3,6 +3,7 @@
 from ._models import (
     EnvSettings,
     ModelSpec,
+    MonitoringSettings,
     ProjectConfig,
     ProjectSettings,
     PulumiSettings,
@@ -25,6 +26,7 @@ __all__ = [
     "EnvSettings",
     "Environment",
     "ModelSpec",
+    "MonitoringSettings",
     "Project",
     "ProjectConfig",
     "ProjectSettings",

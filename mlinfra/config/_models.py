@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from .._durations import parse_duration
+from ..errors import ConfigError
 
 __all__ = [
     "KUBERNETES_LATER",
     "EnvSettings",
     "ModelSpec",
+    "MonitoringSettings",
     "ProjectConfig",
     "ProjectSettings",
     "PulumiSettings",
@@ -21,6 +32,14 @@ __all__ = [
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,39}$"
 KUBERNETES_LATER = 'the kubernetes target arrives in a later release; use target = "local"'
 ENTRY_POINT_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
+
+
+def _duration(text: str) -> str:
+    try:
+        parse_duration(text)
+    except ConfigError as exc:  # pydantic reports a ValueError with the key it was found at
+        raise ValueError(str(exc).removeprefix("duration ")) from None
+    return text
 
 
 class _Strict(BaseModel):
@@ -87,6 +106,46 @@ class ServingSettings(_Strict):
     workers: int = Field(1, ge=1, le=64)
     auth: bool = False
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    batch_window_ms: float = Field(
+        2.0, ge=0, le=50, description="longest wait to batch concurrent requests; 0: off"
+    )
+    max_batch: int = Field(64, ge=1, le=4096, description="most rows predicted in one call")
+
+
+Duration = Annotated[str, AfterValidator(_duration)]
+
+
+class MonitoringSettings(_Strict):
+    """What the drift monitor of an env watches, how often, and what it does about drift."""
+
+    enabled: bool = True
+    sample_rate: float = Field(1.0, ge=0, le=1, description="share of requests logged")
+    interval: Duration = Field("1m", description="how often the monitor checks")
+    window: Duration = Field("1h", description="live traffic compared with the reference")
+    min_samples: int = Field(200, ge=10, description="below this: not enough data")
+    significance: float = Field(0.05, gt=0, lt=0.5, description="false-alarm rate of one check")
+    policy: Literal["alert", "retrain", "rollback"] = "alert"
+    webhook: str = Field("", description="URL, or $VARIABLE holding it; empty: log only")
+    cooldown: Duration = Field("1h", description="repeats of one alert within it are grouped")
+    retrain_cooldown: Duration = Field("6h", description="least time between two retrains")
+    log_retention: Duration = Field("7d", description="prediction log kept this long")
+    log_max_mb: int = Field(1024, ge=1, description="prediction log kept at most this size")
+
+    @model_validator(mode="after")
+    def _window_holds_intervals(self) -> MonitoringSettings:
+        if parse_duration(self.window) < parse_duration(self.interval):
+            raise ValueError(
+                f"monitoring.window {self.window!r} is shorter than monitoring.interval "
+                f"{self.interval!r}; a window holds at least one interval"
+            )
+        return self
+
+    @field_validator("webhook")
+    @classmethod
+    def _webhook_is_url(cls, webhook: str) -> str:
+        if webhook and not webhook.startswith(("http://", "https://", "$")):
+            raise ValueError("use an http(s) URL, or $VARIABLE naming where it is")
+        return webhook
 
 
 class PulumiSettings(_Strict):
@@ -99,6 +158,7 @@ class EnvSettings(_Strict):
     training: TrainingSettings = TrainingSettings()
     registry: RegistrySettings = RegistrySettings()
     serving: ServingSettings = ServingSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
     pulumi: PulumiSettings = PulumiSettings()
 
     @field_validator("target", mode="before")

@@ -9,9 +9,14 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .._code_paths import add_code_path_option, put_first_on_path, record_code_paths
+from ..errors import ConfigError
 from ._deployments import deployment_dir
+
+if TYPE_CHECKING:
+    from ..monitoring._log import LogSettings
 
 # Workers are separate processes started by uvicorn from an import string, so the options reach
 # them through the environment.
@@ -27,6 +32,15 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--env", required=True, help="the env whose deployment table to serve")
     parser.add_argument("--token-file", type=Path, help="file holding the bearer token to require")
     parser.add_argument("--max-body-bytes", type=int, default=10 * 1024 * 1024)
+    parser.add_argument(
+        "--batch-window-ms",
+        type=float,
+        default=2.0,
+        help="longest a small request waits to be predicted with others (0: no micro-batching)",
+    )
+    parser.add_argument(
+        "--max-batch", type=int, default=64, help="rows predicted in one call at most (64)"
+    )
     parser.add_argument("--log-level", default="warning")
     parser.add_argument(
         "--handover", type=Path, help="unix socket at which to give the port to a successor"
@@ -34,8 +48,40 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--take-over", type=Path, help="take the port from the server handing it over there"
     )
+    _add_log_options(parser)
     add_code_path_option(parser)
     return parser.parse_args(argv)
+
+
+# The prediction log's options: flag, LogSettings field, type, help. Absent: the writer's default.
+_LOG_OPTIONS: tuple[tuple[str, str, type, str], ...] = (
+    ("--log-dir", "directory", Path, "log predictions there (Parquet); without it nothing is"),
+    ("--log-sample-rate", "sample_rate", float, "share of requests logged, 0 to 1 (1)"),
+    ("--log-segment-seconds", "segment_seconds", float, "a segment is written this often (60)"),
+    ("--log-max-bytes", "max_bytes", int, "the oldest segments go beyond this size (1 GiB)"),
+    ("--log-retention-seconds", "retention_seconds", float, "older segments go (7 days)"),
+    ("--log-queue-rows", "queue_rows", int, "rows waiting to be written, at most (50,000)"),
+)
+
+
+def _add_log_options(parser: argparse.ArgumentParser) -> None:
+    for flag, _, kind, text in _LOG_OPTIONS:
+        parser.add_argument(flag, type=kind, help=text)
+
+
+def _log_settings(values: dict[str, str]) -> LogSettings | None:
+    """The prediction log's settings from option values (text) by field; None without a
+    directory: nothing is logged."""
+    if "directory" not in values:
+        return None
+    from ..monitoring._log import LogSettings
+
+    given = {field: kind(values[field]) for _, field, kind, _ in _LOG_OPTIONS if field in values}
+    return LogSettings(**given)
+
+
+def _log_variable(field: str) -> str:
+    return f"{_ENV_PREFIX}LOG_{field.upper()}"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -45,9 +91,26 @@ def main(argv: list[str] | None = None) -> None:
     os.environ[f"{_ENV_PREFIX}REGISTRY"] = str(args.registry.resolve())
     os.environ[f"{_ENV_PREFIX}ENV"] = args.env
     os.environ[f"{_ENV_PREFIX}MAX_BODY_BYTES"] = str(args.max_body_bytes)
+    if not 0 <= args.batch_window_ms <= 1000 or args.max_batch < 1:
+        sys.exit("--batch-window-ms must be 0 to 1000 (0: off) and --max-batch at least 1")
+    os.environ[f"{_ENV_PREFIX}BATCH_WINDOW_MS"] = str(args.batch_window_ms)
+    os.environ[f"{_ENV_PREFIX}MAX_BATCH"] = str(args.max_batch)
     if args.token_file is not None:
         os.environ[f"{_ENV_PREFIX}TOKEN_FILE"] = str(args.token_file.resolve())
     os.environ[f"{_ENV_PREFIX}CODE_PATHS"] = json.dumps(args.code_paths)
+    log_values = {
+        field: str(value.resolve() if isinstance(value, Path) else value)
+        for flag, field, _, _ in _LOG_OPTIONS
+        if (value := getattr(args, flag.removeprefix("--").replace("-", "_"))) is not None
+    }
+    if log_values and "directory" not in log_values:
+        sys.exit(f"--log-{next(iter(log_values)).replace('_', '-')} needs --log-dir")
+    try:
+        _log_settings(log_values)  # refused here, once, rather than by every worker
+    except ConfigError as exc:
+        sys.exit(str(exc))
+    for field, text in log_values.items():
+        os.environ[_log_variable(field)] = text
     # Samples of all workers go to one directory, so /metrics and rollouts see the whole server.
     # It starts empty: counters restart with the server, as Prometheus expects of a new process.
     deployment = deployment_dir(args.registry, args.env)
@@ -93,6 +156,15 @@ def app_from_environment() -> object:
             env=os.environ[f"{_ENV_PREFIX}ENV"],
             token=token or None,
             max_body_bytes=int(os.environ[f"{_ENV_PREFIX}MAX_BODY_BYTES"]),
+            batch_window_ms=float(os.environ[f"{_ENV_PREFIX}BATCH_WINDOW_MS"]),
+            max_batch=int(os.environ[f"{_ENV_PREFIX}MAX_BATCH"]),
+            prediction_log=_log_settings(
+                {
+                    field: os.environ[_log_variable(field)]
+                    for _, field, _, _ in _LOG_OPTIONS
+                    if _log_variable(field) in os.environ
+                }
+            ),
         )
     )
 

@@ -10,11 +10,11 @@ import logging
 import math
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
@@ -22,7 +22,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ..monitoring._ids import REQUEST_ID_RULE, RequestIds, valid_request_id
 from . import _metrics, _protocols
+from ._batching import DEFAULT_MAX_ROWS, DEFAULT_WINDOW_MS, MicroBatcher
 from ._http import (
     PIECE_ITEMS,
     BearerAuth,
@@ -38,6 +40,9 @@ from ._loading import value_counts
 from ._master import exit_on_term, predecessor_serves
 from ._protocols import Decoded
 from ._runtime import Runtime, Served, Variant
+
+if TYPE_CHECKING:
+    from ..monitoring._log import LogSettings, PredictionLogWriter
 
 __all__ = ["LARGE_ADMITTED", "LARGE_BODY_BYTES", "LARGE_THREADS", "ServerOptions", "create_app"]
 
@@ -61,6 +66,12 @@ class ServerOptions:
     token: str | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     poll_seconds: float = 0.2
+    prediction_log: LogSettings | None = None
+    """Where and how answered requests are logged; None: they are not."""
+    batch_window_ms: float = DEFAULT_WINDOW_MS
+    """Longest a small request waits for others to be predicted with; 0: micro-batching off."""
+    max_batch: int = DEFAULT_MAX_ROWS
+    """Rows predicted in one call at most, of requests batched together."""
 
 
 def create_app(options: ServerOptions) -> Any:
@@ -68,7 +79,7 @@ def create_app(options: ServerOptions) -> Any:
     runtime = Runtime(
         registry_root=options.registry, env=options.env, poll_seconds=options.poll_seconds
     )
-    routes = _Routes(runtime, options)
+    routes = _Routes(runtime, options, _prediction_log(options.prediction_log))
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -78,6 +89,8 @@ def create_app(options: ServerOptions) -> Any:
         with exit_on_term():
             await runtime.start(hold=predecessor_serves)
         watcher = asyncio.create_task(runtime.watch())
+        if routes.log is not None:
+            routes.log.start()
         try:
             yield
         finally:
@@ -85,6 +98,8 @@ def create_app(options: ServerOptions) -> Any:
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
             routes.large.close()
+            if routes.log is not None:  # its open segments are written now, not lost
+                await asyncio.to_thread(routes.log.close)
 
     app = Starlette(
         routes=[
@@ -110,6 +125,14 @@ def create_app(options: ServerOptions) -> Any:
     return app
 
 
+def _prediction_log(settings: LogSettings | None) -> PredictionLogWriter | None:
+    if settings is None:
+        return None
+    from ..monitoring._log import PredictionLogWriter  # pyarrow, only where logging is on
+
+    return PredictionLogWriter(settings, count=_metrics.count_logged)
+
+
 async def _problem_response(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPProblem)
     _metrics.count_rejected(exc.status)
@@ -117,6 +140,7 @@ async def _problem_response(_request: Request, exc: Exception) -> Response:
 
 
 Handler = Callable[[Any], Response]
+SmallHandler = Callable[[Any], Awaitable[Response]]
 
 
 class _LargeRequests:
@@ -192,10 +216,19 @@ _FULL_COLLECTIONS = _CollectorPause()
 
 
 class _Routes:
-    def __init__(self, runtime: Runtime, options: ServerOptions) -> None:
+    def __init__(
+        self, runtime: Runtime, options: ServerOptions, log: PredictionLogWriter | None
+    ) -> None:
         self.runtime = runtime
         self.options = options
         self.large = _LargeRequests()
+        self.log = log
+        self.ids = RequestIds()
+        self.batcher = (
+            MicroBatcher(window_ms=options.batch_window_ms, max_rows=options.max_batch)
+            if options.batch_window_ms > 0 and options.max_batch > 1
+            else None
+        )
 
     async def live(self, _request: Request) -> Response:
         return json_response({"live": True})
@@ -231,38 +264,57 @@ class _Routes:
     async def infer(self, request: Request) -> Response:
         served = self._served()
         variant = self._variant(request, served)
-        return await self._answer(
-            request,
-            functools.partial(
-                _predict, served, variant, _protocols.decode_v2, _protocols.encode_v2
-            ),
+        return await self._prediction(
+            request, served, variant, _protocols.decode_v2, _protocols.encode_v2
         )
 
     async def invocations(self, request: Request) -> Response:
         served = self._served()
         variant = served.pick(_sticky_value(request, served))
-        return await self._answer(
-            request,
-            functools.partial(
-                _predict, served, variant, _protocols.decode_mlflow, _protocols.encode_mlflow
-            ),
+        return await self._prediction(
+            request, served, variant, _protocols.decode_mlflow, _protocols.encode_mlflow
         )
+
+    async def _prediction(
+        self, request: Request, served: Served, variant: Variant, decode: Any, encode: Any
+    ) -> Response:
+        """A small request is predicted with others arriving with it (micro-batching on)."""
+        args = (served, variant, decode, encode, self.log, self._request_id(request))
+        batched = None
+        if self.batcher is not None:
+            batched = functools.partial(_predict_batched, self.batcher, *args)
+        return await self._answer(request, functools.partial(_predict, *args), batched)
 
     async def feedback(self, request: Request) -> Response:
         """True labels for earlier answers, so that rollouts can compare accuracy."""
         return await self._answer(request, functools.partial(self._fed_back, self._served()))
 
-    async def _answer(self, request: Request, handle: Handler) -> Response:
-        """Read the body and `handle` it: a small one here, a large one (or one of unknown
-        length) in a worker thread."""
+    async def _answer(
+        self, request: Request, handle: Handler, small: SmallHandler | None = None
+    ) -> Response:
+        """Read the body and `handle` it: a small one here (with `small`, if given), a large
+        one (or one of unknown length) in a worker thread."""
         limit = self.options.max_body_bytes
         declared = declared_length(request, limit)
         if declared is not None and declared < LARGE_BODY_BYTES:
-            return handle(parse_json(await read_body(request, limit)))
+            body = parse_json(await read_body(request, limit))
+            return handle(body) if small is None else await small(body)
         return await self.large.answer(request, limit, handle)
 
+    def _request_id(self, request: Request) -> str:
+        """The request's `x-request-id`, or a new id (a v2 body's own `id` comes first)."""
+        given = request.headers.get("x-request-id")
+        if given is None or given == "":
+            return self.ids.new()
+        if not valid_request_id(given):
+            raise HTTPProblem(422, f"x-request-id must be {REQUEST_ID_RULE}", field="x-request-id")
+        return given
+
     def _fed_back(self, served: Served, body: Any) -> Response:
-        version, predictions, labels = _protocols.decode_feedback(body)
+        feedback = _protocols.decode_feedback(body)
+        if isinstance(feedback, _protocols.LabelsById):
+            return self._labels_by_id(feedback)
+        version, predictions, labels = feedback
         variant = served.by_version(version)
         if variant is None:
             raise HTTPProblem(422, f"version {version} is not deployed here", field="version")
@@ -282,6 +334,23 @@ class _Routes:
             right = sum(str(p) == str(t) for p, t in zip(predictions, labels, strict=True))
             variant.metrics.fed_back(len(labels), correct=right)
         return json_response({"rows": len(labels), "version": version, "variant": variant.name})
+
+    def _labels_by_id(self, feedback: _protocols.LabelsById) -> Response:
+        """Labels for logged predictions, written to the log beside them (off this path)."""
+        if self.log is None:
+            raise HTTPProblem(
+                409,
+                f"labels by request id need the prediction log, which is off in env "
+                f"{self.runtime.env!r}: turn on [env.{self.runtime.env}.monitoring], or send "
+                "version, predictions and labels",
+            )
+        if not self.log.record_labels(feedback.request_ids, feedback.labels):
+            raise HTTPProblem(
+                503,
+                "the prediction log's queue is full; retry shortly",
+                headers={"retry-after": "1"},
+            )
+        return json_response({"rows": len(feedback.labels), "logged": True})
 
     def _served(self) -> Served:
         served = self.runtime.served
@@ -318,33 +387,125 @@ def _sticky_value(request: Request, served: Served) -> str | None:
     return request.headers.get(header) if header else None
 
 
-def _predict(served: Served, variant: Variant, decode: Any, encode: Any, body: Any) -> Response:
-    """Decode, check, predict all rows in one call, answer; timed without the body read, so a
-    variant's latency is its own and not the wait behind another variant's request."""
+def _predict(
+    served: Served,
+    variant: Variant,
+    decode: Any,
+    encode: Any,
+    prediction_log: PredictionLogWriter | None,
+    request_id: str,
+    body: Any,
+) -> Response:
+    """Decode, check, predict all rows in one call, answer, log."""
+    checked = _checked(served, variant, decode, encode, prediction_log, request_id, body)
+    return checked if isinstance(checked, Response) else checked.answer(checked.infer)
+
+
+async def _predict_batched(
+    batcher: MicroBatcher,
+    served: Served,
+    variant: Variant,
+    decode: Any,
+    encode: Any,
+    prediction_log: PredictionLogWriter | None,
+    request_id: str,
+    body: Any,
+) -> Response:
+    """`_predict`, with the model called once for this request and others arriving with it."""
+    checked = _checked(served, variant, decode, encode, prediction_log, request_id, body)
+    if isinstance(checked, Response):
+        return checked
+    model, decoded = variant.model, checked.decoded
+    if not batcher.takes(model, decoded.outputs, decoded.rows):
+        return checked.answer(checked.infer)
+    outcome = batcher.submit(model, checked.inputs, decoded.outputs, decoded.columns)
+    with contextlib.suppress(Exception):
+        await outcome  # what predicting it raised is answered below, as it would be alone
+    return checked.answer(outcome.result)
+
+
+def _checked(
+    served: Served,
+    variant: Variant,
+    decode: Any,
+    encode: Any,
+    prediction_log: PredictionLogWriter | None,
+    request_id: str,
+    body: Any,
+) -> _Checked | Response:
+    """The request decoded and checked against the schema, or the answer refusing it."""
     start = time.perf_counter()
     model = variant.model
     rows = 0
     try:
         decoded = decode(body, model)
         rows = decoded.rows
-        outputs = model.infer(model.inputs(decoded.columns), decoded.outputs, decoded.columns)
-        response = json_response(encode(body, model, outputs), in_pieces=rows > PIECE_ITEMS)
-    except HTTPProblem as problem:
-        variant.metrics.answered(problem.status, time.perf_counter() - start, 0)
-        return problem.response()
+        inputs = model.inputs(decoded.columns)
     except Exception as exc:
-        variant.metrics.answered(500, time.perf_counter() - start, rows)
-        message = f"model {model.name} v{model.version} failed: {type(exc).__name__}: {exc}"
-        log.warning("%s", message)
-        return json_response({"error": message}, 500)
-    variant.metrics.answered(200, time.perf_counter() - start, rows)
-    variant.metrics.predicted(value_counts(outputs, served.bin_edges))
-    response.headers["x-model-version"] = str(model.version)
-    response.headers["x-model-variant"] = variant.name
-    shadow = served.shadow()
-    if shadow is not None:
-        response.background = BackgroundTask(_mirror, served, shadow, decoded)
-    return response
+        return _failed(variant, start, rows, exc)
+    return _Checked(
+        served, variant, encode, prediction_log, decoded.id or request_id, body, decoded, inputs,
+        start,
+    )  # fmt: skip
+
+
+@dataclass(slots=True)
+class _Checked:
+    """A prediction request that passed its checks, until its answer; timed from its body read,
+    so a variant's latency is its own and not the wait behind another variant's request.
+    Shadow predictions (`_mirror`) are not logged."""
+
+    served: Served
+    variant: Variant
+    encode: Any
+    prediction_log: PredictionLogWriter | None
+    request_id: str
+    body: Any
+    decoded: Decoded
+    inputs: Any
+    start: float
+
+    def infer(self) -> dict[str, Any]:
+        """All the request's rows predicted in one call of their own."""
+        decoded = self.decoded
+        return self.variant.model.infer(self.inputs, decoded.outputs, decoded.columns)
+
+    def answer(self, predicted: Callable[[], dict[str, Any]]) -> Response:
+        """The answer with the outputs `predicted()` returns (or the error it raises)."""
+        variant, decoded, request_id = self.variant, self.decoded, self.request_id
+        model, rows = variant.model, decoded.rows
+        try:
+            outputs = predicted()
+            response = json_response(
+                self.encode(self.body, model, outputs, request_id), in_pieces=rows > PIECE_ITEMS
+            )
+        except Exception as exc:
+            return _failed(variant, self.start, rows, exc)
+        variant.metrics.answered(200, time.perf_counter() - self.start, rows)
+        variant.metrics.predicted(value_counts(outputs, self.served.bin_edges))
+        response.headers["x-model-version"] = str(model.version)
+        response.headers["x-model-variant"] = variant.name
+        response.headers["x-request-id"] = request_id
+        if self.prediction_log is not None:
+            self.prediction_log.record(
+                model, variant.name, request_id, decoded.columns, rows, outputs
+            )
+        shadow = self.served.shadow()
+        if shadow is not None:
+            response.background = BackgroundTask(_mirror, self.served, shadow, decoded)
+        return response
+
+
+def _failed(variant: Variant, start: float, rows: int, exc: Exception) -> Response:
+    """The answer to a request refused (an HTTPProblem) or failed (anything else: a 500)."""
+    if isinstance(exc, HTTPProblem):
+        variant.metrics.answered(exc.status, time.perf_counter() - start, 0)
+        return exc.response()
+    variant.metrics.answered(500, time.perf_counter() - start, rows)
+    model = variant.model
+    message = f"model {model.name} v{model.version} failed: {type(exc).__name__}: {exc}"
+    log.warning("%s", message)
+    return json_response({"error": message}, 500)
 
 
 def _mirror(served: Served, shadow: Variant, decoded: Decoded) -> None:

@@ -22,6 +22,7 @@ __all__ = [
     "CONTENT_TYPE_LATEST",
     "LATENCY_BUCKETS",
     "VariantMetrics",
+    "count_logged",
     "count_rejected",
     "render",
 ]
@@ -63,6 +64,13 @@ FEEDBACK_ABS_ERROR = Counter(
     "mlinfra_feedback_abs_error", "Sum of absolute errors of fed-back regressions.", _VARIANT_LABELS
 )
 
+PREDICTION_LOG_ROWS = Counter(
+    "mlinfra_prediction_log_rows",
+    "Rows of the prediction log (kind predictions or labels) written, dropped (queue full) or "
+    "failed (not writable).",
+    ("kind", "outcome"),
+)
+
 
 class VariantMetrics:
     """The metric children of one variant, looked up once rather than on every request."""
@@ -102,6 +110,11 @@ class VariantMetrics:
 def count_rejected(code: int) -> None:
     """A request refused before any variant was chosen (bad JSON, too large, unknown model)."""
     REQUESTS.labels("", "", "", str(code)).inc()
+
+
+def count_logged(kind: str, outcome: str, rows: int) -> None:
+    """Called by the prediction log's writer thread with the growth of its counts."""
+    PREDICTION_LOG_ROWS.labels(kind, outcome).inc(rows)
 
 
 def render() -> bytes:

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..monitoring._ids import REQUEST_ID_RULE, valid_request_id
 from ._http import HTTPProblem, shortened
 
 if TYPE_CHECKING:
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Decoded",
+    "LabelsById",
     "decode_feedback",
     "decode_mlflow",
     "decode_v2",
@@ -82,11 +84,13 @@ _V2_TYPES = {
 
 @dataclass(frozen=True)
 class Decoded:
-    """A request's rows as named columns, and which outputs the caller asked for."""
+    """A request's rows as named columns, which outputs the caller asked for, and the id it
+    gave itself (v2 `id`), if any."""
 
     columns: Columns
     rows: int
     outputs: tuple[str, ...] = ("predict",)
+    id: str | None = None
 
 
 def _problem(message: str, field: str | None = None) -> HTTPProblem:
@@ -152,8 +156,10 @@ def _decode_mlflow(body: Any, model: ServedModel) -> Decoded:
     return Decoded(_from_rows(rows, names, key), len(rows))
 
 
-def encode_mlflow(_body: Any, _model: ServedModel, outputs: dict[str, Any]) -> dict[str, Any]:
-    return {"predictions": outputs["predict"]}
+def encode_mlflow(
+    _body: Any, _model: ServedModel, outputs: dict[str, Any], _request_id: str
+) -> dict[str, Any]:
+    return {"predictions": outputs["predict"]}  # the id is in the x-request-id header
 
 
 # --- Open Inference Protocol v2 -------------------------------------------------------------
@@ -165,8 +171,11 @@ def decode_v2(body: Any, model: ServedModel) -> Decoded:
 
 def _decode_v2(body: Any, model: ServedModel) -> Decoded:
     body = _mapping(body, "the request body")
-    if "id" in body and not isinstance(body["id"], str):
-        raise _problem("id must be a string", "id")
+    request_id = body.get("id")
+    if request_id is not None and not (
+        isinstance(request_id, str) and valid_request_id(request_id)
+    ):
+        raise _problem(f"id must be a string of {REQUEST_ID_RULE}", "id")
     tensors = _list(body.get("inputs"), "inputs")
     if not tensors:
         raise _problem("inputs is empty", "inputs")
@@ -184,7 +193,7 @@ def _decode_v2(body: Any, model: ServedModel) -> Decoded:
             )
         width = shape[1]
         rows = [data[i : i + width] for i in range(0, len(data), width)]
-        return Decoded(_from_rows(rows, names, name), shape[0], outputs)
+        return Decoded(_from_rows(rows, names, name), shape[0], outputs, request_id)
     columns: Columns = {}
     count = None
     for column in names:
@@ -199,7 +208,7 @@ def _decode_v2(body: Any, model: ServedModel) -> Decoded:
             raise _problem(f"input {column!r} has {shape[0]} rows, others have {count}", column)
         count = shape[0]
         columns[column] = data
-    return Decoded(columns, count or 0, outputs)
+    return Decoded(columns, count or 0, outputs, request_id)
 
 
 def _tensor(tensor: Any, index: int) -> tuple[str, list[int], list[Any]]:
@@ -261,7 +270,9 @@ def _requested_outputs(requested: Any, model: ServedModel) -> tuple[str, ...]:
     return tuple(names) or ("predict",)
 
 
-def encode_v2(body: dict[str, Any], model: ServedModel, outputs: dict[str, Any]) -> dict[str, Any]:
+def encode_v2(
+    _body: dict[str, Any], model: ServedModel, outputs: dict[str, Any], request_id: str
+) -> dict[str, Any]:
     tensors = []
     for name, values in outputs.items():
         tensors.append(
@@ -272,14 +283,12 @@ def encode_v2(body: dict[str, Any], model: ServedModel, outputs: dict[str, Any])
                 "data": values.ravel(),  # json_response turns it into a list
             }
         )
-    answer: dict[str, Any] = {
+    return {
         "model_name": model.name,
         "model_version": str(model.version),
+        "id": request_id,  # the request's own, or the one the server gave it
         "outputs": tensors,
     }
-    if isinstance(body.get("id"), str):
-        answer["id"] = body["id"]
-    return answer
 
 
 def v2_datatype(dtype: Any) -> str:
@@ -319,12 +328,24 @@ def _output_datatype(model: ServedModel, output: str) -> str:
 # --- labels fed back ------------------------------------------------------------------------
 
 
-def decode_feedback(body: Any) -> tuple[int, list[Any], list[Any]]:
-    """`{"version": 3, "predictions": [...], "labels": [...]}`: what a version said, and the truth.
+@dataclass(frozen=True)
+class LabelsById:
+    """`{"request_ids": [...], "labels": [...]}`: the truth for logged predictions, joined by id
+    (a row of a multi-row request is `<id>/<row>`)."""
+
+    request_ids: list[str]
+    labels: list[Any]
+
+
+def decode_feedback(body: Any) -> tuple[int, list[Any], list[Any]] | LabelsById:
+    """`{"version": 3, "predictions": [...], "labels": [...]}`: what a version said, and the truth;
+    or labels by request id (`LabelsById`).
 
     The version is the `x-model-version` header (or `model_version`) of the answer being judged.
     """
     body = _mapping(body, "the request body")
+    if "request_ids" in body:
+        return _labels_by_id(body)
     version = version_number(str(body.get("version", "")))
     if version is None:
         raise _problem("version must be the version number that answered", "version")
@@ -333,9 +354,31 @@ def decode_feedback(body: Any) -> tuple[int, list[Any], list[Any]]:
     if len(predictions) != len(labels) or not labels:
         raise _problem("predictions and labels must be equally long, and not empty", "labels")
     for name, values in (("predictions", predictions), ("labels", labels)):
-        if not all(isinstance(value, str | int | float) for value in values):
-            raise _problem(f"{name} must hold plain values", name)
+        _plain(values, name)
     return version, predictions, labels
+
+
+def _labels_by_id(body: dict[str, Any]) -> LabelsById:
+    extra = sorted(set(body) - {"request_ids", "labels"})
+    if extra:
+        raise HTTPProblem(
+            400,
+            f"unknown field {shortened(extra[0])!r}: labels by id take request_ids and labels "
+            "only; or send version, predictions and labels",
+        )
+    ids = _list(body.get("request_ids"), "request_ids")
+    labels = _list(body.get("labels"), "labels")
+    if len(ids) != len(labels) or not labels:
+        raise _problem("request_ids and labels must be equally long, and not empty", "labels")
+    if not all(isinstance(i, str) and valid_request_id(i) for i in ids):
+        raise _problem(f"request_ids must be strings of {REQUEST_ID_RULE}", "request_ids")
+    _plain(labels, "labels")
+    return LabelsById(ids, labels)
+
+
+def _plain(values: list[Any], name: str) -> None:
+    if not all(isinstance(value, str | int | float) for value in values):
+        raise _problem(f"{name} must hold plain values", name)
 
 
 def version_number(text: str) -> int | None:

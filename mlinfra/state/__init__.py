@@ -7,7 +7,7 @@ update is preceded by a backup (`list_backups`), and `plan_recovery` / `recover`
 from pathlib import Path
 
 from ._backup import BACKUP_DIR, KEEP_BACKUPS, StateBackup, list_backups
-from ._integrity import translating_sqlite_errors
+from ._integrity import apply_schema, translating_sqlite_errors
 from ._model import KeptResource, LockHolder, PendingOperation, ResourceState, UpdateRecord
 from ._recover import (
     Recovery,
@@ -34,6 +34,7 @@ __all__ = [
     "StateBackup",
     "StateFile",
     "UpdateRecord",
+    "apply_schema",
     "inspect_state_file",
     "is_secret",
     "list_backups",

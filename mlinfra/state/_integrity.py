@@ -14,6 +14,7 @@ from pathlib import Path
 from ..errors import StateError
 
 __all__ = [
+    "apply_schema",
     "check_database",
     "check_file",
     "damaged_error",
@@ -71,6 +72,21 @@ def translating_sqlite_errors(
         if isinstance(exc, sqlite3.OperationalError):
             raise StateError(f"cannot use {path}: {exc}") from exc
         raise
+
+
+def apply_schema(db: sqlite3.Connection, schema: str, version: int, *, what: str) -> None:
+    """Create `schema`'s tables (inside the caller's transaction) and record `version`;
+    refuse a file from a newer mlinfra. `what` names it: "state at PATH"."""
+    found = db.execute("PRAGMA user_version").fetchone()[0]
+    if found > version:
+        raise StateError(
+            f"{what} has schema v{found}, this mlinfra needs v{version}: upgrade mlinfra"
+        )
+    # executescript() would commit the caller's transaction first: one statement at a time
+    for statement in schema.split(";"):
+        if statement.strip():
+            db.execute(statement)
+    db.execute(f"PRAGMA user_version = {version}")
 
 
 def damaged_error(path: Path, problem: str, remedy: str, *, error: str = "") -> StateError:

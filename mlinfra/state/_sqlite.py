@@ -20,7 +20,7 @@ from typing import Any
 from .._identity import current_user
 from ..errors import StateError, StateLockedError
 from ._backup import BACKUP_DIR, RECOVER_HINT, StateBackup, list_backups, write_backup
-from ._integrity import translating_sqlite_errors
+from ._integrity import apply_schema, translating_sqlite_errors
 from ._model import KeptResource, LockHolder, PendingOperation, ResourceState, UpdateRecord
 from ._secrets import SecretBox, is_secret, wrap_secret
 
@@ -116,17 +116,7 @@ class SqliteStateStore:
         """Create the tables in a new file, add the missing ones to an older state (v0, from
         before the version was kept, has v1's tables); refuse one from a newer mlinfra."""
         with self._transaction() as db:
-            found = db.execute("PRAGMA user_version").fetchone()[0]
-            if found > SCHEMA_VERSION:
-                raise StateError(
-                    f"state at {self.path} has schema v{found}, this mlinfra needs "
-                    f"v{SCHEMA_VERSION}: upgrade mlinfra"
-                )
-            # executescript() would commit our transaction first, so run the statements one by one
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    db.execute(statement)
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            apply_schema(db, _SCHEMA, SCHEMA_VERSION, what=f"state at {self.path}")
 
     def close(self) -> None:
         with self._lock:

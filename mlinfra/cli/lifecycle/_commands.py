@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -13,7 +13,12 @@ from .._output import emit_json
 from ._context import VersionArgument, definition, open_registry
 from ._render import TrialBars, print_findings, print_report, print_trained
 
-__all__ = ["evaluate", "train"]
+if TYPE_CHECKING:
+    from ...config import Environment
+    from ...registry import Registry
+    from ...training import TrainResult
+
+__all__ = ["evaluate", "train", "train_version"]
 
 
 def train(
@@ -38,17 +43,42 @@ def train(
     json_: JsonOption = False,
 ) -> None:
     """Check the data, search, fit and register a new version on the env's training cluster."""
+    if search not in (None, "grid", "random", "halving", "none"):
+        raise ConfigError(f"--search {search!r}: choose grid, random, halving or none")
+    with open_registry(project, env) as (environment, registry, outputs):
+        result = train_version(
+            environment,
+            registry,
+            outputs,
+            model,
+            params=param or [],
+            search=search,
+            trials=trials,
+            json_=json_,
+        )
+    if json_:
+        emit_json(result.to_dict())
+
+
+def train_version(
+    environment: Environment,
+    registry: Registry,
+    outputs: dict[str, Any],
+    model: str | None,
+    *,
+    params: list[str],
+    search: str | None,
+    trials: int | None,
+    json_: bool,
+) -> TrainResult:
+    """Train and register a version on the env's training cluster, with progress bars and,
+    unless `json_`, what was registered (data checks that fail are shown, then raised)."""
     from ...data import DataValidationError
     from ...training import parse_overrides
     from ...training import train as run_training
 
-    if search not in (None, "grid", "random", "halving", "none"):
-        raise ConfigError(f"--search {search!r}: choose grid, random, halving or none")
-    overrides = parse_overrides(param or [])
-    with (
-        open_registry(project, env) as (environment, registry, outputs),
-        TrialBars(quiet=json_) as bars,
-    ):
+    overrides = parse_overrides(params)
+    with TrialBars(quiet=json_) as bars:
         declared = definition(environment, model)
         try:
             result = run_training(
@@ -67,11 +97,10 @@ def train(
             bars.stop(failed=True)
             print_findings(exc.report, title="data checks failed; nothing was trained")
             raise
-    if json_:
-        emit_json(result.to_dict())
-        return
-    print_findings(result.validation, title="data warnings")
-    print_trained(result, environment.name)
+    if not json_:
+        print_findings(result.validation, title="data warnings")
+        print_trained(result, environment.name)
+    return result
 
 
 def evaluate(

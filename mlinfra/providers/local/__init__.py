@@ -6,12 +6,16 @@ under the pulumi CLI. Creates are idempotent: a create killed half-way is finish
 by the next one, never duplicated.
 """
 
+from ._monitor import DriftMonitorArgs, DriftMonitorProcess, DriftMonitorProvider
 from ._registry import RegistryStore, RegistryStoreArgs, RegistryStoreProvider
 from ._server import ModelServer, ModelServerArgs, ModelServerProvider, server_url
 from ._token import GeneratedToken, GeneratedTokenArgs, GeneratedTokenProvider
 from ._workspace import TrainingWorkspace, TrainingWorkspaceArgs, TrainingWorkspaceProvider
 
 __all__ = [
+    "DriftMonitorArgs",
+    "DriftMonitorProcess",
+    "DriftMonitorProvider",
     "GeneratedToken",
     "GeneratedTokenArgs",
     "GeneratedTokenProvider",

@@ -44,6 +44,26 @@ class ServerInputs(ProviderInputs):
     max_body_bytes: int | None = Field(None, ge=1024)
     token: str | None = None
     code_paths: list[AbsolutePath] = Field(default_factory=list)
+    batch_window_ms: float | None = Field(None, ge=0)
+    max_batch: int | None = Field(None, ge=1)
+    log_dir: AbsolutePath | None = None
+    log_sample_rate: float | None = Field(None, ge=0, le=1)
+    log_segment_seconds: float | None = Field(None, gt=0)
+    log_max_bytes: int | None = Field(None, ge=1)
+    log_retention_seconds: float | None = Field(None, gt=0)
+
+
+# Optional inputs handed to the server as `--flag value` when set (their names, dashed).
+_OPTIONAL_FLAGS = (
+    "max_body_bytes",
+    "batch_window_ms",
+    "max_batch",
+    "log_dir",
+    "log_sample_rate",
+    "log_segment_seconds",
+    "log_max_bytes",
+    "log_retention_seconds",
+)
 
 
 class ModelServerProvider(LocalProvider[ServerInputs]):
@@ -243,8 +263,10 @@ def _command(
         "--registry", inputs.registry,
         "--env", inputs.env,
     ]  # fmt: skip
-    if inputs.max_body_bytes is not None:
-        command += ["--max-body-bytes", str(inputs.max_body_bytes)]
+    for name in _OPTIONAL_FLAGS:
+        value = getattr(inputs, name)
+        if value is not None:
+            command += ["--" + name.replace("_", "-"), str(value)]
     if inputs.token:
         command += ["--token-file", str(instance.run_dir / TOKEN_FILE)]
     command += ["--handover", str(handover_path(instance))]
@@ -357,6 +379,15 @@ class ModelServerArgs:
     """Bearer token the server requires; written to a 0600 file, never on a command line."""
     code_paths: pulumi.Input[list[str]] = field(default_factory=list)
     """Directories of the project's own modules, first on the server's import path; absolute."""
+    batch_window_ms: pulumi.Input[float] | None = None
+    """Longest wait to predict concurrent requests in one call; 0 turns micro-batching off."""
+    max_batch: pulumi.Input[int] | None = None
+    log_dir: pulumi.Input[str] | None = None
+    """Where the prediction log goes; None: nothing is logged."""
+    log_sample_rate: pulumi.Input[float] | None = None
+    log_segment_seconds: pulumi.Input[float] | None = None
+    log_max_bytes: pulumi.Input[int] | None = None
+    log_retention_seconds: pulumi.Input[float] | None = None
 
 
 class ModelServer(LocalResource[ModelServerArgs], module="mlinfra", name="ModelServer"):

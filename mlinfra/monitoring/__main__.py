@@ -1,0 +1,34 @@
+"""`python -m mlinfra.monitoring --spec FILE`: an env's drift monitor, run by its supervisor."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from .._code_paths import put_first_on_path
+from .._fs import read_record
+from ._monitor import run_monitor
+from ._spec import MonitorSpec
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mlinfra.monitoring", description=__doc__)
+    parser.add_argument("--spec", type=Path, required=True, help="the monitor.json to run")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(process)d %(levelname)s %(message)s"
+    )
+    spec = read_record(args.spec, MonitorSpec)
+    if spec is None:
+        print(f"no monitor spec at {args.spec}; `mlinfra up` writes it", file=sys.stderr)
+        return 2
+    # The served versions' classes live in the project's own modules.
+    put_first_on_path(spec.code_paths)
+    run_monitor(spec)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
