@@ -351,11 +351,12 @@ def _print_observed(document: dict[str, Any]) -> None:
 
 
 def _print_report(report: DriftReport) -> None:
-    table = Table("feature", "test", "statistic", "p (adj.)", "PSI", "W / JS", "verdict")
     rows = [*report.features, *([report.prediction] if report.prediction else [])]
-    for feature in rows:
-        table.add_row(*_row(feature, prediction=feature is report.prediction))
-    console.print(table)
+    if report.verdict != "not enough data":
+        table = Table("feature", "test", "statistic", "p (adj.)", "PSI", "W / JS", "verdict")
+        for feature in rows:
+            table.add_row(*_row(feature, prediction=feature is report.prediction))
+        console.print(table)
     colour = {"drift": "red", "no drift": "green"}.get(report.verdict, "yellow")
     weighted = f" ({report.weighted_share:.0%} by importance)"
     console.print(
@@ -363,7 +364,10 @@ def _print_report(report: DriftReport) -> None:
         f"features drifted{weighted if report.weighted_by_importance else ''}, {report.rows} "
         f"rows against {report.reference_rows} reference rows"
     )
-    for note in report.notes:
+    notes = [f"{feature.feature}: {feature.note}" for feature in rows if feature.note]
+    if report.verdict == "not enough data":
+        notes = []
+    for note in [*notes, *report.notes]:
         console.print(f"note: {escape(note)}")
 
 
@@ -373,8 +377,6 @@ def _row(feature: FeatureDrift, *, prediction: bool) -> list[str]:
     verdict: str = feature.status
     if feature.drifted and feature.confirmed is False:
         verdict = "drift (unconfirmed)"
-    if feature.note:
-        verdict += f" - {feature.note}"
     colour = "red" if feature.counts else ""
     return [
         escape(feature.feature + (" (prediction)" if prediction else "")),
@@ -383,7 +385,7 @@ def _row(feature: FeatureDrift, *, prediction: bool) -> list[str]:
         _number(p, ".2g"),
         _number(feature.psi),
         _number(effect),
-        f"[{colour}]{escape(verdict)}[/]" if colour else escape(verdict),
+        f"[{colour}]{verdict}[/]" if colour else verdict,
     ]
 
 
@@ -395,18 +397,18 @@ def _print_alerts(env: str, found: list[Alert], all_: bool) -> None:
     if not found:
         console.print(f"no {'' if all_ else 'open '}alerts in env {env}")
         return
-    table = Table("id", "severity", "kind", "feature", "value", "last seen", "count", "delivery")
+    table = Table("id", "severity", "kind", "feature", "last seen", "seen", "delivery")
+    today = time.strftime("%Y-%m-%d")
     for alert in found:
         seen = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(alert.last_at))
-        delivery = alert.delivery.status + (" (acknowledged)" if alert.acknowledged else "")
+        delivery = "acknowledged" if alert.acknowledged else alert.delivery.status
         table.add_row(
             str(alert.id),
             alert.severity,
-            alert.kind,
+            alert.kind.replace("_", " "),
             escape(alert.feature or "-"),
-            f"{alert.value:.3g}",
-            seen,
-            str(alert.count),
+            seen.removeprefix(today + " "),
+            f"{alert.count}x",
             delivery,
         )
     console.print(table)

@@ -231,8 +231,10 @@ class Monitor:
 
     def _add_rows(self, watched: _Watched, table: pa.Table) -> None:
         """Rows into the buckets of their interval (a segment can span two)."""
+        import pandas as pd
+
         frame = table.to_pandas()
-        seconds = frame["at"].astype("int64") // 10**9 if len(frame) else frame["at"]
+        seconds = (frame["at"] - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
         bucket = (seconds // self.spec.interval_seconds).astype("int64")
         features = frame.rename(columns=watched.columns)
         for start, rows in features.groupby(bucket.to_numpy(), sort=True):
@@ -325,7 +327,7 @@ class Monitor:
                     message=f"predictions drifted: {_describe(prediction)}",
                 )
             )
-        if report.verdict == "drift":
+        if report.tested and report.weighted_share >= report.settings.drift_share:
             found.append(
                 AlertCandidate(
                     env=env,

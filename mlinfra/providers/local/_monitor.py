@@ -2,8 +2,8 @@
 dies; ready once it has written a heartbeat.
 
 The monitor stands beside the request path, never on it: an update restarts it (a check missed,
-nothing served differently). Deleting it refuses while it holds alerts or a prediction log,
-which are data like models are, unless `--delete-data` says they may go.
+nothing served differently). Deleting it stops it and keeps the alerts and prediction log it
+holds, which are data like models are, unless `--delete-data` says they may go.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 from pydantic import Field
 
 from ..._fs import read_record
-from ...engine._data import HeldData
+from ...engine._data import data_loss_allowed
 from ...errors import DeploymentError, StateError
 from ._base import AbsolutePath, LocalProvider, LocalResource, ProviderInputs, gone, is_unknown
 from ._health import UP_STATES
@@ -86,22 +86,19 @@ class DriftMonitorProvider(LocalProvider[MonitorInputs]):
         )
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
-        """Stop the monitor; its directory goes too unless it holds data (the prediction log,
-        alerts), which only `--delete-data` deletes."""
-        self.refuse_data_loss(id_, props)
-        Supervisor(Path(id_)).stop()
-        directory = props.get("directory")
-        if isinstance(directory, str) and directory:
-            shutil.rmtree(directory, ignore_errors=True)
-
-    def data_at_risk(self, id_: str, outputs: dict[str, Any]) -> HeldData | None:
+        """Stop the monitor. Its directory goes too, unless it holds data (the prediction
+        log, alerts) and `--delete-data` was not given: then the data stays for the next
+        `up`, which watches on from it."""
         from ...monitoring import MonitoringDirectory
 
-        directory = outputs.get("directory")
-        if not isinstance(directory, str) or not directory or is_unknown(directory):
-            return None
-        held = MonitoringDirectory(Path(directory)).holds(str(outputs.get("env", "")))
-        return None if held is None else HeldData(held, directory)
+        Supervisor(Path(id_)).stop()
+        shutil.rmtree(id_, ignore_errors=True)
+        directory = props.get("directory")
+        if not isinstance(directory, str) or not directory:
+            return
+        held = MonitoringDirectory(Path(directory)).holds(str(props.get("env", "")))
+        if held is None or data_loss_allowed():
+            shutil.rmtree(directory, ignore_errors=True)
 
     def comparable(self, props: dict[str, Any]) -> dict[str, Any]:
         values = super().comparable(props)
