@@ -240,7 +240,10 @@ class Chaos:
         return master
 
     def supervisords(self) -> list[psutil.Process]:
-        return self.running("supervisor.supervisord")
+        """The model server's supervisord (the drift monitor has one of its own)."""
+        return [
+            p for p in self.running("supervisor.supervisord") if "/monitoring/" not in command(p)
+        ]
 
     def running(self, module: str) -> list[psutil.Process]:
         """The project's live processes running `python -m module`."""

@@ -121,8 +121,11 @@ def test_public_surface() -> None:
     import mlinfra.components as components
 
     assert components.__all__ == [
+        "DriftMonitor",
+        "DriftMonitorArgs",
         "ModelRegistry",
         "ModelRegistryArgs",
+        "MonitoringArgs",
         "ServingStack",
         "ServingStackArgs",
         "Target",
@@ -141,11 +144,15 @@ def test_stack_program_on_mocks_declares_components_with_children(tmp_path: Path
         "registry-store": f"{DYNAMIC}:RegistryStore",
         "serving": "mlinfra:index:ServingStack",
         "serving-server": f"{DYNAMIC}:ModelServer",
+        "serving-monitor": "mlinfra:index:DriftMonitor",
+        "serving-monitor-process": f"{DYNAMIC}:DriftMonitorProcess",
     }
     for child, parent in [
         ("training-workspace", "training"),
         ("registry-store", "registry"),
         ("serving-server", "serving"),
+        ("serving-monitor", "serving"),
+        ("serving-monitor-process", "serving-monitor"),
     ]:
         assert monitor.registered[child].parent == monitor.urn(parent)
 
@@ -175,6 +182,7 @@ def test_stack_program_on_mocks_exports_the_documented_outputs(tmp_path: Path) -
     """Only their names: on mocks the values are the mocks' own (see the test below)."""
     monitor = run_stack_program(environment(tmp_path))
     assert sorted(monitor.result) == [
+        "monitoring_dir",
         "registry_path",
         "serving_url",
         "training_code_paths",
@@ -197,6 +205,7 @@ def test_stack_program_on_the_embedded_engine_exports_what_the_real_providers_ma
         "training_code_paths": [str(iris_project.root)],
         "registry_path": str(env.registry_path),
         "serving_url": f"http://127.0.0.1:{port}",
+        "monitoring_dir": str(env.env_dir / "monitoring"),
     }
     assert json.loads(iris_project.cli("outputs", "--env", "dev", "--json").stdout) == outputs
     assert (Path(outputs["training_workspace"]) / "runs").is_dir()

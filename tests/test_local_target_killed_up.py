@@ -79,9 +79,11 @@ def test_killed_up_mid_run_repeatedly_leaves_no_duplicate_or_orphan_server(
     assert result.returncode == 0, result.stderr
     status = json.loads(iris_project.cli("status", "--json", "--env", "dev").stdout)
     names = [r["name"] for r in status["resources"]]
-    assert len(names) == len(set(names)) == 6
+    assert len(names) == len(set(names)) == 8  # 6, and the drift monitor and its process
     lines = _command_lines(iris_project)
-    assert len([line for line in lines if "supervisord" in line]) == 1, "one supervised server"
+    supervisors = [line for line in lines if "supervisord" in line]
+    assert len(supervisors) == 2, "one supervised server, one supervised monitor"
+    assert len([line for line in lines if "mlinfra.monitoring" in line]) == 1
     servers = [line for line in lines if "mlinfra.serving" in line]
     assert len(servers) == 1 and f"--port {iris_project.ports['dev']} " in servers[0], servers
     assert _live(iris_project.ports["dev"])

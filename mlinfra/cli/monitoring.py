@@ -345,7 +345,8 @@ def _print_observed(document: dict[str, Any]) -> None:
     if performance is not None and performance.get("value") is not None:
         console.print(
             f"performance: {performance['statistic']} {performance['value']:.4g} on "
-            f"{performance['rows']} labelled predictions (test: {performance['reference']}); "
+            f"{performance['rows']} labelled predictions (test: "
+            f"{_number(performance['reference'], '.4g')}); "
             f"{performance['verdict']}"
         )
 
@@ -379,7 +380,7 @@ def _row(feature: FeatureDrift, *, prediction: bool) -> list[str]:
         verdict = "drift (unconfirmed)"
     colour = "red" if feature.counts else ""
     return [
-        escape(feature.feature + (" (prediction)" if prediction else "")),
+        escape(_label(feature.feature, prediction=prediction)),
         feature.test,
         _number(feature.statistic),
         _number(p, ".2g"),
@@ -387,6 +388,10 @@ def _row(feature: FeatureDrift, *, prediction: bool) -> list[str]:
         _number(effect),
         f"[{colour}]{verdict}[/]" if colour else verdict,
     ]
+
+
+def _label(name: str, *, prediction: bool) -> str:
+    return f"{name} (prediction)" if prediction and name != "prediction" else name
 
 
 def _number(value: float | None, spec: str = ".3f") -> str:

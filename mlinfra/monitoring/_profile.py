@@ -141,7 +141,7 @@ class CategoricalReference:
 
         missing_mask = values.isna().to_numpy()
         text = _texts(values[~missing_mask])
-        codes = pd.Categorical(text, categories=list(self.categories)).codes
+        codes = pd.Index(list(self.categories)).get_indexer(text)
         counts = np.bincount(codes[codes >= 0], minlength=len(self.categories))
         unseen = text[codes < 0]
         names = Counter(dict(unseen.value_counts().head(UNSEEN_NAMES_KEPT).items()))

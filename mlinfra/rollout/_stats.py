@@ -160,6 +160,8 @@ def scrape(url: str, *, model: str, token: str | None = None, timeout: float = 5
             labels = sample.labels
             if labels.get("model") != model or not labels.get("version", "").isdigit():
                 continue
+            if "variant" not in labels:  # per model, not per variant (batch sizes)
+                continue
             stats = variants[(labels["variant"], int(labels["version"]))]
             _add_sample(stats, sample.name, labels, sample.value)
     return Snapshot(dict(variants))

@@ -92,7 +92,9 @@ class MicroBatcher:
         self.window = window_ms / 1000
         self.max_rows = max_rows
         self._pending: dict[_Key, _Batch] = {}
-        self._last_size: dict[_Key, int] = {}
+        # Requests of the last batch per model (and outputs, layout); forgotten with the model.
+        self._last_size: weakref.WeakKeyDictionary[ServedModel, dict[tuple[Any, ...], int]]
+        self._last_size = weakref.WeakKeyDictionary()
         self._turn: asyncio.Handle | None = None  # predicts what is due after this loop turn
         self._timer: asyncio.TimerHandle | None = None
         # True/False once checked, None while being checked; forgotten with the model.
@@ -143,7 +145,8 @@ class MicroBatcher:
             self._predict(key)  # full: this request starts the next one
             batch = None
         if batch is None:
-            batch = _Batch(opened=loop.time(), expected=self._last_size.get(key, 1))
+            expected = self._last_size.get(model, {}).get(key[1:], 1)
+            batch = _Batch(opened=loop.time(), expected=expected)
             self._pending[key] = batch
         waiting = _Waiting(inputs, rows, columns, loop.create_future())
         batch.waiting.append(waiting)
@@ -172,7 +175,7 @@ class MicroBatcher:
         batch = self._pending.pop(key)
         model, outputs, _ = key
         waiting = [w for w in batch.waiting if not w.outcome.done()]  # a cancelled request
-        self._last_size[key] = len(batch.waiting)
+        self._last_size.setdefault(model, {})[key[1:]] = len(batch.waiting)
         if not waiting:
             return
         BATCH_REQUESTS.labels(model.name, str(model.version), ",".join(outputs)).observe(
