@@ -242,7 +242,9 @@ class Chaos:
     def supervisords(self) -> list[psutil.Process]:
         """The model server's supervisord (the drift monitor has one of its own)."""
         return [
-            p for p in self.running("supervisor.supervisord") if "/monitoring/" not in command(p)
+            p
+            for p in self.running("supervisor.supervisord")
+            if "/monitoring/" not in " ".join(command(p))
         ]
 
     def running(self, module: str) -> list[psutil.Process]:

@@ -57,6 +57,7 @@ class NumericSummary:
 
     counts: np.ndarray
     sums: np.ndarray
+    """Per slot, the sum of (value - the reference mean)."""
     missing: int
     """Nulls and non-finite values (NaN, inf): not tested, counted."""
 
@@ -122,7 +123,9 @@ class NumericReference:
         bounds[1:-1:2] = np.searchsorted(ordered, grid, "left")
         bounds[2:-1:2] = np.searchsorted(ordered, grid, "right")
         bounds[-1] = len(ordered)
-        running = np.concatenate(([0.0], np.cumsum(ordered)))
+        # sums of offsets from the reference mean: a cumulative sum of raw values near 1e12
+        # would lose the digits the Wasserstein distance needs
+        running = np.concatenate(([0.0], np.cumsum(ordered - self.mean)))
         return NumericSummary(np.diff(bounds), np.diff(running[bounds]), missing)
 
     def empty(self) -> NumericSummary:

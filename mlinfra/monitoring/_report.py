@@ -232,7 +232,7 @@ def _decide(feature: FeatureDrift, p_value: float, settings: DriftSettings) -> N
     feature.drifted = significant and (large or 0.0) >= floor
     feature.status = "drift" if feature.drifted else "no drift"
     if significant and not feature.drifted:
-        feature.note = f"significant, but the shift is small ({measure} {large:.3f} < {floor})"
+        _note(feature, f"significant, but the shift is small ({measure} {large:.3f} < {floor})")
 
 
 def _confirm(features: list[FeatureDrift], preceding: DriftReport) -> None:
@@ -250,7 +250,11 @@ def _confirm(features: list[FeatureDrift], preceding: DriftReport) -> None:
                 if before is None or before.status == "not enough data"
                 else "did not drift"
             )
-            feature.note = f"drifted in this window only (the preceding window {why})"
+            _note(feature, f"drifted in this window only (the preceding window {why})")
+
+
+def _note(feature: FeatureDrift, note: str) -> None:
+    feature.note = note if feature.note is None else f"{feature.note}; {note}"
 
 
 def _weighted_share(
@@ -337,7 +341,7 @@ def _wasserstein(
 ) -> float:
     """The area between the two CDFs. Between neighbouring reference values the reference's is
     flat and the current one rises at its values, whose sum the summary keeps."""
-    grid, counts, sums = reference.grid, current.counts, current.sums
+    grid, counts, sums = reference.grid - reference.mean, current.counts, current.sums
     n = counts.sum()
     below = (counts[0] * grid[0] - sums[0]) / n
     above = (sums[-1] - counts[-1] * grid[-1]) / n

@@ -59,12 +59,12 @@ def compare_files(
     profile = ReferenceProfile.build(
         reference_frame[shared], categorical=wanted, prediction=prediction
     )
+    only = sorted(set(reference_frame.columns) ^ set(first.columns))
     del reference_frame
     window: WindowSummary = profile.summarise(first[shared])
     for batch in batches:
         window = window + profile.summarise(batch[shared])
     report = drift_report(profile, window, settings)
-    only = sorted(set(first.columns) ^ set(shared))
     if only:
         report.notes.append(f"not compared (in one file only): {', '.join(only)}")
     return report
