@@ -84,6 +84,7 @@ def test_moving_onto_a_shared_registry_moves_versions_and_the_server_follows(
     assert {s["name"]: s["op"] for s in done["steps"] if s["op"] != "same"} == {
         "registry-store": "update",
         "serving-server": "update",
+        "serving-monitor-process": "update",  # it reads reference samples from the registry
     }
     (warning,) = done["warnings"]
     assert f"{_own_registry(iris_project)} is left as it was: remove it once" in warning
@@ -141,7 +142,7 @@ def test_a_registry_holding_versions_is_protected_kept_by_destroy_and_found_agai
 
     config.write_text(bundled)
     destroyed = json.loads(_ok(iris_project, "destroy", "--yes", "--json"))
-    assert destroyed["counts"] == {"delete": 5, "keep": 1}
+    assert destroyed["counts"] == {"delete": 7, "keep": 1}  # the monitor's two went too
     (warning,) = destroyed["warnings"]
     assert warning.startswith(
         f"kept registry-store: it holds 1 model version (iris v1) at {registry}"
