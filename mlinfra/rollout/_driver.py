@@ -28,7 +28,7 @@ from typing import Any, TypeGuard
 
 from .._code_paths import code_path_arguments, recorded_code_paths
 from .._process import ProcessIdentity
-from ._controller import Target, pause, watched_by
+from ._controller import Target, _pause, pause, watched_by
 from ._model import Rollout
 from ._store import RolloutStore
 
@@ -154,7 +154,13 @@ def stop_driver(directory: Path) -> None:
         while any(p.alive() for p in processes) and time.monotonic() < deadline:
             time.sleep(0.05)
         if not any(p.alive() for p in processes):
-            return
+            break
+    # A driver still starting when SIGTERM came (before its handler was set) could not pause.
+    store = RolloutStore(directory)
+    with store.locked():
+        left = store.rollout()
+        if left is not None and left.id == rollout.id and left.phase == "progressing":
+            _pause(store, left, "the driver stopped: it was sent SIGTERM")
 
 
 def describe_driver(store: RolloutStore, rollout: Rollout) -> dict[str, Any] | None:
