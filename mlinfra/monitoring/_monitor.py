@@ -262,12 +262,16 @@ class Monitor:
             expected = watched.test_metrics.get("accuracy")
             result.update(statistic="accuracy", value=right / rows if rows else None)
             result["reference"] = expected
+            if isinstance(expected, int | float):
+                result["limit"] = float(expected) - PERFORMANCE_TOLERANCE
             result["drifted"] = _accuracy_dropped(right, rows, expected, self.spec)
         else:
             errors = joined.column("error").to_numpy(zero_copy_only=False)
             rmse = float(math.sqrt(float((errors**2).mean()))) if rows else None
             expected = watched.test_metrics.get("rmse")
             result.update(statistic="rmse", value=rmse, reference=expected)
+            if isinstance(expected, int | float):
+                result["limit"] = ERROR_RATIO_LIMIT * float(expected)
             result["drifted"] = bool(
                 rows >= self.spec.min_samples
                 and rmse is not None
@@ -356,7 +360,7 @@ class Monitor:
                     feature=None,
                     statistic=statistic,
                     value=float(performance["value"]),
-                    threshold=float(performance["reference"]),
+                    threshold=float(performance["limit"]),
                     window=window,
                     message=(
                         f"{statistic} on {performance['rows']} labelled predictions is "
