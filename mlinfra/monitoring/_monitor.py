@@ -458,6 +458,11 @@ class Monitor:
             url=self.spec.url,
             token=self.spec.token,
         )
+        restored_by = _how_it_became_stable(target, watched.version)
+        if restored_by in ("rollback", "abort"):
+            # the version a rollback went back to is the known-good one: rolling it back too
+            # would swap two versions for as long as the inputs drift
+            return [f"{watched.name} {why}, but a {restored_by} restored it: alert only"]
         reason = f"drift monitor: {watched.name} {why}"
         try:
             table = rollback(target, reason=reason, actor="mlinfra-monitor")
@@ -465,6 +470,18 @@ class Monitor:
             return [f"{watched.name} {why}; rollback failed: {exc}"]
         self.status.last_rollback_at = now
         return [f"{watched.name} {why}; rolled back to v{table.stable}"]
+
+
+def _how_it_became_stable(target: Any, version: int) -> str | None:
+    """The action (deploy, promote, rollback, abort) of the latest event that left `version`
+    serving as stable, from the env's deployment history."""
+    for event in reversed(target.store.history()):
+        if event.get("to") == version and event.get("action") in _STABLE_ACTIONS:
+            return str(event["action"])
+    return None
+
+
+_STABLE_ACTIONS = ("deploy", "promote", "rollback", "abort")
 
 
 # -- the reference of a version --------------------------------------------------------------
