@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from rich.markup import escape
 from rich.table import Table
 
-from ..state import is_secret
+from ..state import masked
 from ._output import console
 
 if TYPE_CHECKING:
@@ -20,7 +20,7 @@ __all__ = [
     "destroy_question",
     "drift_json",
     "history_json",
-    "mask",
+    "masked",
     "print_drift",
     "print_history",
     "print_kept",
@@ -46,27 +46,12 @@ _DONE = {op: f"{op}d" for op in ("create", "update", "replace", "delete")} | {
 }
 
 
-def mask(value: Any, *, show_secrets: bool = False) -> Any:
-    """Secrets become "[secret]"; values not known until `up` become "(known after up)"."""
-    if isinstance(value, dict):
-        if is_secret(value):
-            return mask(value.get("value"), show_secrets=True) if show_secrets else "[secret]"
-        return {k: mask(v, show_secrets=show_secrets) for k, v in value.items()}
-    if isinstance(value, list):
-        return [mask(v, show_secrets=show_secrets) for v in value]
-    if value == "04da6b54-80e4-46f7-96ec-b56ff0331ba9" or type(value).__name__ == "Unknown":
-        return "(known after up)"
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
 def _diff_json(diff: PropertyDiff) -> dict[str, Any]:
     return {
         "path": diff.path,
         "kind": diff.kind,
-        "old": mask(diff.old),
-        "new": mask(diff.new),
+        "old": masked(diff.old),
+        "new": masked(diff.new),
         "replaces": diff.replaces,
     }
 
@@ -99,7 +84,7 @@ def result_json(result: RunResult, *, show_secrets: bool = False) -> dict[str, A
         "changed": result.changed,
         "counts": result.counts,
         "steps": [_step_json(s) for s in result.steps],
-        "outputs": mask(result.outputs, show_secrets=show_secrets),
+        "outputs": masked(result.outputs, show_secrets=show_secrets),
         "seconds": round(result.seconds, 3),
         "warnings": result.warnings,
     }
@@ -182,7 +167,7 @@ def print_result(result: RunResult, *, diff: bool = False, show_secrets: bool = 
                 for d in step.diffs:
                     forces = " [magenta](forces replacement)[/]" if d.replaces else ""
                     if diff or d.kind == "update":
-                        change = escape(f"{mask(d.old)!r} => {mask(d.new)!r}")
+                        change = escape(f"{masked(d.old)!r} => {masked(d.new)!r}")
                         console.print(f"       {d.path}: {change}{forces}")
             for plan in (_data_plan(step), _service_plan(step)):
                 if plan is not None:
@@ -208,7 +193,7 @@ def print_result(result: RunResult, *, diff: bool = False, show_secrets: bool = 
 def print_outputs(outputs: dict[str, Any], *, show_secrets: bool = False) -> None:
     table = Table("output", "value", box=None, pad_edge=False)
     for key, value in sorted(outputs.items()):
-        table.add_row(key, escape(str(mask(value, show_secrets=show_secrets))))
+        table.add_row(key, escape(str(masked(value, show_secrets=show_secrets))))
     console.print(table)
 
 
@@ -224,7 +209,7 @@ def resources_json(resources: list[ResourceState]) -> list[dict[str, Any]]:
             "dependencies": r.dependencies,
             "protect": r.protect,
             "pending_delete": r.pending_delete,
-            "outputs": mask({k: v for k, v in r.outputs.items() if k != "__provider"}),
+            "outputs": masked({k: v for k, v in r.outputs.items() if k != "__provider"}),
         }
         for r in resources
     ]
@@ -288,7 +273,7 @@ def print_drift(
             continue
         console.print(f" [yellow]~[/] {_type_label(r.type, r.name)}: changed out of band")
         for d in r.diffs:
-            console.print(f"       {d.path}: " + escape(f"{mask(d.old)!r} => {mask(d.new)!r}"))
+            console.print(f"       {d.path}: " + escape(f"{masked(d.old)!r} => {masked(d.new)!r}"))
     read = f"{_plural(len(reports), 'resource')} read"
     if not drifted:
         summary = f"{read}, all as recorded"

@@ -189,7 +189,7 @@ def outputs(
     with _engine(project, env) as engine:
         values = engine.outputs()
     if json_:
-        emit_json(render.mask(values, show_secrets=show_secrets))
+        emit_json(render.masked(values, show_secrets=show_secrets))
     else:
         render.print_outputs(values, show_secrets=show_secrets)
 

@@ -55,7 +55,11 @@ class VariantStats:
 
     def p99(self) -> float | None:
         """The 99th percentile latency in seconds, interpolated within its bucket."""
-        return _quantile(0.99, self.latency)
+        return self.quantile(0.99)
+
+    def quantile(self, q: float) -> float | None:
+        """The `q` quantile of latency in seconds (None: no requests), interpolated."""
+        return _quantile(q, self.latency)
 
     def minus(self, earlier: VariantStats) -> VariantStats:
         if self.requests < earlier.requests:

@@ -17,7 +17,7 @@ from ._recover import (
     plan_recovery,
     recover,
 )
-from ._secrets import PASSPHRASE_ENV, is_secret, plain, wrap_secret
+from ._secrets import PASSPHRASE_ENV, is_secret, masked, plain, wrap_secret
 from ._sqlite import SqliteStateStore
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "inspect_state_file",
     "is_secret",
     "list_backups",
+    "masked",
     "open_state",
     "plain",
     "plan_recovery",

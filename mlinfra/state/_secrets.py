@@ -50,6 +50,21 @@ def plain(value: Any) -> Any:
     return value
 
 
+def masked(value: Any, *, show_secrets: bool = False) -> Any:
+    """Secrets become "[secret]"; values not known until `up` become "(known after up)"."""
+    if isinstance(value, dict):
+        if is_secret(value):
+            return masked(value.get("value"), show_secrets=True) if show_secrets else "[secret]"
+        return {k: masked(v, show_secrets=show_secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [masked(v, show_secrets=show_secrets) for v in value]
+    if value == "04da6b54-80e4-46f7-96ec-b56ff0331ba9" or type(value).__name__ == "Unknown":
+        return "(known after up)"
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 class SecretBox:
     """Encrypts JSON-able values with Fernet; the key is made only when a secret is first seen,
     and never while `holds_secrets()` says the state has values encrypted with a lost one."""
