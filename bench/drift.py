@@ -9,6 +9,7 @@ of `DriftWatch` on simulated streams.
 ../shared/anchors/evidently_drift.py does (`default_rng(0)`, standard normal, f3 shifted by 0.5):
 the full report (profile built, live rows summarised, report) timed, its tracemalloc peak, and
 the process's peak RSS, each side in a child process of its own so that imports do not mix;
+and `mlinfra drift` on the same data as Parquet files, a whole process (start-up included);
 Evidently's DataDriftPreset (`Report.run` and `.dict()`) in the interpreter given, skipped with a
 note otherwise; scipy's `ks_2samp` over the 20 columns for scale. Imports are not timed.
 
@@ -30,6 +31,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import date
 from pathlib import Path
@@ -127,6 +129,53 @@ print(json.dumps({
 )
 
 
+# The same data as Parquet files, for `mlinfra drift --reference --current` as a user runs it.
+WRITE_FILES = (
+    GENERATE
+    + """
+ref.to_parquet(sys.argv[4], index=False)
+cur.to_parquet(sys.argv[5], index=False)
+print("{}")
+"""
+)
+
+# A whole process and its peak RSS: a wrapper whose only child is the command.
+WHOLE_PROCESS = """
+import json, resource, subprocess, sys, time
+started = time.perf_counter()
+done = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+seconds = time.perf_counter() - started
+peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+peak_mb = peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
+print(json.dumps({"code": done.returncode, "seconds": seconds, "rss_peak_mb": peak_mb,
+                  "stdout": done.stdout, "stderr": done.stderr[-2000:]}))
+"""
+
+
+def from_files(args: argparse.Namespace, env: dict[str, str]) -> dict:
+    """`mlinfra drift` on Parquet files of the same data: a whole process, reading the current
+    file in batches, so its peak is imports, the reference and one batch."""
+    with tempfile.TemporaryDirectory(prefix="mlinfra-bench-drift-") as folder:
+        ref, cur = Path(folder) / "reference.parquet", Path(folder) / "current.parquet"
+        subprocess.run(
+            [sys.executable, "-c", WRITE_FILES, str(args.rows), str(args.reference_rows),
+             str(args.columns), str(ref), str(cur)],
+            check=True, env=env, capture_output=True,
+        )  # fmt: skip
+        command = [str(Path(sys.executable).parent / "mlinfra"), "drift", "--reference", str(ref),
+                   "--current", str(cur), "--json"]  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-c", WHOLE_PROCESS, *command],
+            capture_output=True, text=True, env=env, check=True,
+        )  # fmt: skip
+    run = json.loads(done.stdout)
+    if run["code"] != 0:
+        raise SystemExit(f"mlinfra drift failed (exit {run['code']}):\n{run['stderr']}")
+    report = json.loads(run["stdout"])
+    run["drifted"] = report["drifted_features"]
+    return run
+
+
 def _child(python: str, code: str, args: argparse.Namespace, env: dict[str, str]) -> dict:
     sizes = [str(args.rows), str(args.reference_rows), str(args.columns)]
     done = subprocess.run(
@@ -144,6 +193,7 @@ def large_report(args: argparse.Namespace) -> None:
         if args.evidently_python
         else None
     )
+    files = from_files(args, {**os.environ, "PYTHONPATH": str(ROOT)})
     shape = f"{args.rows:,} x {args.columns} vs {args.reference_rows:,}"
     print(f"\n### (a) one report, {shape} (f3 shifted by 0.5 sd)\n")
     print("| | time | tracemalloc peak | peak RSS (before the report) | drifted |")
@@ -160,6 +210,11 @@ def large_report(args: argparse.Namespace) -> None:
             f"| {theirs['rss_peak_mb']:.0f} MB ({theirs['rss_before_mb']:.0f} MB) "
             f"| {theirs['drifted_count']:.0f} column(s) |"
         )
+    print(
+        f"| `mlinfra drift --reference --current` on Parquet files, the whole process "
+        f"| {files['seconds']:.2f} s | - | {files['rss_peak_mb']:.0f} MB "
+        f"| {', '.join(files['drifted']) or 'none'} |"
+    )
     print(
         f"| scipy `ks_2samp` (asymp), {args.columns} columns, for scale | {ours['ks_2samp']:.2f} s "
         "| - | - | - |"

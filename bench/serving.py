@@ -9,16 +9,18 @@ served by one worker. Load comes from `wrk` in its own process on loopback (one 
 connections), single-row requests: MLflow's `dataframe_split` body and the Open Inference Protocol
 v2 body (one [1, 4] FP64 tensor), each to the servers that take it. mlinfra runs as it ships
 (micro-batching on), with `--batch-window-ms 0`, with the prediction log at sample rate 1.0, and
-its handlers behind FastAPI. Each peer runs from its own virtual environment, never this
-project's, with the same model, worker count and load: MLflow's `models serve`, and Seldon
-MLServer with mlserver-sklearn and parallel_workers 0 (as ../shared/anchors/mlserver_v2.sh runs
-it); a peer whose venv is not given is skipped with a note. Prints a markdown table; copy it into
-docs/benchmarks.md under "Serving" with the machine and date.
+its handlers behind FastAPI (with `pip install -e .[bench]`). Each peer runs from its own
+virtual environment, never this project's, with the same model, worker count and load: MLflow's
+`models serve`, and Seldon MLServer with mlserver-sklearn and parallel_workers 0 (as
+../shared/anchors/mlserver_v2.sh runs it); a peer whose venv is not given is skipped with a note.
+Prints a markdown table; copy it into docs/benchmarks.md under "Serving" with the machine and
+date.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -288,7 +290,11 @@ def _mlinfra(name: str, registry: Path, args: argparse.Namespace, *options: str)
     return Target(name, command, "/v2/health/ready", MLINFRA_ROUTES, _extras(args))
 
 
-def _fastapi(registry: Path, args: argparse.Namespace) -> Target:
+def _fastapi(registry: Path, args: argparse.Namespace) -> Target | None:
+    if importlib.util.find_spec("fastapi") is None:
+        print("(no fastapi here: pip install -e '.[bench]'; the FastAPI row skipped)",
+              file=sys.stderr)  # fmt: skip
+        return None
     command = [sys.executable, "-c", FASTAPI_SERVER, str(registry), "{port}"]
     routes = {"dataframe_split": "/invocations"}
     return Target("mlinfra (FastAPI)", command, "/v2/health/ready", routes, _extras(args))

@@ -339,12 +339,19 @@ def test_odd_inputs_are_reported_not_raised() -> None:
     infinite = report.feature("sometimes_inf")
     assert infinite.reference_rows == 1000 - reference["sometimes_inf"].isin([np.inf]).sum()
     assert infinite.missing == current["sometimes_inf"].isin([-np.inf]).sum()
-    assert infinite.rows + infinite.missing == 500 and infinite.status == "no drift"
+    assert infinite.rows + infinite.missing == 500
+    # non-finite values went from 10% to 20%: that alone is drift
+    assert infinite.status == "drift" and infinite.missing_rose
+    assert infinite.reference_missing_share == pytest.approx(0.1, abs=0.03)
 
     for name in ["goes_null", "dropped"]:  # all null, and not in the frame at all
         gone = report.feature(name)
-        assert (gone.status, gone.rows, gone.missing) == ("not enough data", 0, 500)
-        assert gone.note == "0 values (500 null or non-finite), fewer than min_samples 200"
+        assert (gone.status, gone.rows, gone.missing) == ("drift", 0, 500)
+        assert gone.drifted and gone.missing_rose and gone.missing_share == 1.0
+        assert gone.note == (
+            "0 values (500 null or non-finite), fewer than min_samples 200; "
+            "null or non-finite values rose from 0.0% to 100.0%"
+        )
 
     colour = report.feature("colour")
     assert colour.status == "drift" and colour.unseen == 100 and colour.unseen_names == ["violet"]
@@ -353,7 +360,7 @@ def test_odd_inputs_are_reported_not_raised() -> None:
     assert colour.histogram.categories[-1] == "(unseen)"
     assert colour.histogram.current[-1] == pytest.approx(0.2)
 
-    assert report.tested == 7 and report.notes == list(profile.notes)
+    assert report.tested == 9 and report.notes == list(profile.notes)
     report.model_dump_json()  # every number serialisable
 
 
@@ -409,7 +416,7 @@ def test_compare_files_gives_the_same_report_for_csv_and_parquet(tmp_path: Path)
     from_csv = compare_files(reference_csv, current_csv, categorical=["store"])
     from_parquet = compare_files(reference_parquet, current_parquet, categorical=["store"])
     assert from_csv == from_parquet
-    assert from_csv.drifted_features == ["skewed", "store"]
+    assert from_csv.drifted_features == ["normal", "skewed", "store"]  # normal: 10% nulls
     store = from_csv.feature("store")
     assert (store.kind, store.unseen, store.unseen_names) == (
         "categorical",
@@ -419,6 +426,49 @@ def test_compare_files_gives_the_same_report_for_csv_and_parquet(tmp_path: Path)
     assert from_csv.feature("normal").missing == current["normal"].isna().sum()
     assert from_csv.rows == 3000 and from_csv.reference_rows == 2000
     assert "not compared (in one file only): extra, only_here" in from_csv.notes
+
+
+def test_a_rise_in_nulls_is_drift_and_a_steady_null_rate_is_not() -> None:
+    """A feature whose values turn null (a broken join upstream) drifts even though what is
+    left of it looks like the reference; the reference's own null rate raises nothing."""
+    rng = np.random.default_rng(31)
+    reference = traffic(rng, 1000)
+    reference.loc[rng.random(1000) < 0.05, "uniform"] = np.nan  # 5% null already
+    reference.loc[rng.random(1000) < 0.05, "colour"] = None
+    profile = ReferenceProfile.build(reference)
+    steady = []
+    for _ in range(100):
+        current = traffic(rng, 500)
+        current.loc[rng.random(500) < 0.05, "uniform"] = np.nan
+        current.loc[rng.random(500) < 0.05, "colour"] = None
+        report = drift_report(profile, profile.summarise(current))
+        steady.append(any(feature.missing_rose for feature in report.features))
+    assert sum(steady) <= 5, "a steady null rate is not flagged (at most the significance)"
+
+    broken = traffic(rng, 500)
+    broken.loc[rng.random(500) < 0.3, "normal"] = np.nan
+    broken.loc[rng.random(500) < 0.3, "colour"] = None
+    report = drift_report(profile, profile.summarise(broken))
+    assert [f.feature for f in report.features if f.missing_rose] == ["normal", "colour"]
+    normal = report.feature("normal")
+    assert normal.drifted and normal.wasserstein is not None and normal.wasserstein < 0.1
+    assert normal.reference_missing_share == 0.0
+    assert normal.missing_share == pytest.approx(0.3, abs=0.06)
+    assert normal.missing_p_value is not None and normal.missing_p_value < 1e-10
+    assert "null or non-finite values rose from 0.0% to" in (normal.note or "")
+    assert report.drifted_features == ["normal", "colour"]
+
+
+def test_csv_empty_cells_are_missing_values_not_a_category(tmp_path: Path) -> None:
+    reference = pd.DataFrame({"colour": ["red", "blue"] * 300, "x": np.arange(600.0)})
+    current = reference.copy()
+    current.loc[::3, "colour"] = None  # written as empty cells
+    reference_csv, _ = write_both(reference, tmp_path, "reference")
+    current_csv, _ = write_both(current, tmp_path, "current")
+    report = compare_files(reference_csv, current_csv, categorical=["colour"])
+    colour = report.feature("colour")
+    assert (colour.missing, colour.unseen, colour.unseen_names) == (200, 0, [])
+    assert colour.missing_rose and report.drifted_features == ["colour"]
 
 
 def test_compare_files_refuses_what_it_cannot_compare(tmp_path: Path) -> None:

@@ -303,15 +303,25 @@ class Monitor:
                 continue
             p_value = feature.adjusted_p_value if feature.adjusted_p_value is not None else 0.0
             major = feature.psi is not None and feature.psi >= report.settings.psi_major
+            statistic, value, threshold = (
+                f"{feature.test}_p_adjusted",
+                p_value,
+                self.spec.significance,
+            )
+            if feature.missing_rose and feature.missing_share is not None:
+                statistic, value = "missing_share", feature.missing_share
+                threshold = (feature.reference_missing_share or 0.0) + (
+                    report.settings.min_missing_increase
+                )
             found.append(
                 AlertCandidate(
                     env=env,
-                    severity="critical" if major else "warning",
+                    severity="critical" if major or feature.missing_rose else "warning",
                     kind="feature_drift",
                     feature=feature.feature,
-                    statistic=f"{feature.test}_p_adjusted",
-                    value=p_value,
-                    threshold=self.spec.significance,
+                    statistic=statistic,
+                    value=value,
+                    threshold=threshold,
                     window=window,
                     message=f"feature {feature.feature} drifted: {_describe(feature)}",
                 )
@@ -560,6 +570,10 @@ def _describe(feature: Any) -> str:
         parts.append(f"PSI {feature.psi:.2f}")
     if feature.jensen_shannon is not None:
         parts.append(f"JS {feature.jensen_shannon:.3f}")
+    if feature.missing_rose:
+        parts.append(
+            f"nulls {feature.reference_missing_share or 0.0:.1%} -> {feature.missing_share:.1%}"
+        )
     return ", ".join(parts) or "see the drift report"
 
 

@@ -69,6 +69,8 @@ class DriftSettings(BaseModel):
     psi_moderate: float = 0.1
     psi_major: float = 0.25
     """A drifted feature's PSI from here makes its alert critical."""
+    min_missing_increase: float = Field(0.05, gt=0, le=1)
+    """Smallest rise in a feature's share of null or non-finite values that counts."""
     drift_share: float = Field(0.5, gt=0, le=1)
     """Share of features (weighted by importance) drifting that makes the dataset drift."""
     psi_bins: int = Field(10, ge=2)
@@ -107,6 +109,12 @@ class FeatureDrift(BaseModel):
     """In reference standard deviations."""
     jensen_shannon: float | None = None
     importance: float | None = None
+    missing_share: float | None = None
+    """Share of the window's values that were null or non-finite."""
+    reference_missing_share: float | None = None
+    missing_p_value: float | None = None
+    """Fisher's exact test (one-sided) that nulls became more frequent than in the reference."""
+    missing_rose: bool = False
     unseen: int = 0
     unseen_names: list[str] = Field(default_factory=list)
     histogram: Histogram | None = None
@@ -164,10 +172,14 @@ def drift_report(
         for name, reference in profile.features.items()
     }
     inputs = [results[name] for name in profile.features if name != profile.prediction]
-    tested = [feature for feature in inputs if feature.p_value is not None]
-    for feature, adjusted in zip(tested, holm([f.p_value or 0.0 for f in tested]), strict=True):
+    distributions = [feature for feature in inputs if feature.p_value is not None]
+    adjusted_p_values = holm([f.p_value or 0.0 for f in distributions])
+    for feature, adjusted in zip(distributions, adjusted_p_values, strict=True):
         feature.adjusted_p_value = adjusted
         _decide(feature, adjusted, settings)
+    for feature in inputs:
+        _decide_missing(feature, settings)
+    tested = [f for f in inputs if f.p_value is not None or f.missing_p_value is not None]
     prediction = results.get(profile.prediction) if profile.prediction else None
     if prediction is not None and prediction.p_value is not None:
         _decide(prediction, prediction.p_value, settings)
@@ -235,6 +247,22 @@ def _decide(feature: FeatureDrift, p_value: float, settings: DriftSettings) -> N
         _note(feature, f"significant, but the shift is small ({measure} {large:.3f} < {floor})")
 
 
+def _decide_missing(feature: FeatureDrift, settings: DriftSettings) -> None:
+    """A feature whose values turned null (a broken upstream join, a renamed field) drifts,
+    even with too few values left to test their distribution."""
+    if feature.missing_p_value is None or feature.missing_share is None:
+        return
+    before = feature.reference_missing_share or 0.0
+    rise = feature.missing_share - before
+    if feature.missing_p_value >= settings.significance or rise < settings.min_missing_increase:
+        return
+    feature.missing_rose = feature.drifted = True
+    feature.status = "drift"
+    _note(
+        feature, f"null or non-finite values rose from {before:.1%} to {feature.missing_share:.1%}"
+    )
+
+
 def _confirm(features: list[FeatureDrift], preceding: DriftReport) -> None:
     for feature in features:
         if not feature.drifted:
@@ -293,6 +321,7 @@ def _feature(
             f"otherwise), fewer than {MIN_REFERENCE_ROWS}: not tested"
         )
         return result
+    _missing_share(result, reference, current, settings)
     if current.rows < settings.min_samples:
         result.status = "not enough data"
         nulls = f" ({current.missing} null or non-finite)" if current.missing else ""
@@ -304,6 +333,27 @@ def _feature(
         _categorical(result, reference, current, settings)
     result.status = "no drift"
     return result
+
+
+def _missing_share(
+    result: FeatureDrift,
+    reference: FeatureReference,
+    current: NumericSummary | CategoricalSummary,
+    settings: DriftSettings,
+) -> None:
+    from scipy.stats import fisher_exact
+
+    total = current.rows + current.missing
+    if total < settings.min_samples:
+        return
+    ref_values, ref_missing = reference.summary.rows, reference.summary.missing
+    result.missing_share = current.missing / total
+    result.reference_missing_share = ref_missing / (ref_values + ref_missing)
+    if current.missing == 0:
+        result.missing_p_value = 1.0
+        return
+    table = [[current.missing, current.rows], [ref_missing, ref_values]]
+    result.missing_p_value = float(fisher_exact(table, alternative="greater").pvalue)
 
 
 def _numeric(

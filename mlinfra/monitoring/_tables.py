@@ -103,7 +103,12 @@ def _parquet(path: Path) -> Iterator[pandas.DataFrame]:
 def _csv(path: Path) -> Iterator[pandas.DataFrame]:
     import pyarrow.csv as csv
 
-    reader = csv.open_csv(path, read_options=csv.ReadOptions(block_size=1 << 24))
+    reader = csv.open_csv(
+        path,
+        read_options=csv.ReadOptions(block_size=1 << 24),
+        # an empty cell is a missing value, as in Parquet, not a category ""
+        convert_options=csv.ConvertOptions(strings_can_be_null=True),
+    )
     empty = True
     for batch in reader:
         empty = False
