@@ -10,6 +10,7 @@ import typer
 from .. import __version__
 from ..scaffold import Template, create_project
 from ._errors import run_guarded
+from ._options import EnvOption, ProjectOption
 from ._output import console
 
 __all__ = ["app", "main"]
@@ -64,6 +65,24 @@ def init(
         soft_wrap=True,
     )
     console.print(f"next: cd {directory} && mlinfra up --env dev --yes")
+
+
+@app.command()
+def tui(
+    env: EnvOption = None,
+    project: ProjectOption = None,
+    readonly: Annotated[
+        bool, typer.Option("--readonly", help="Look only: every action is disabled.")
+    ] = False,
+) -> None:
+    """The project's envs in a terminal, live: environments, resources, models, deployments,
+    alerts, history; rollback, promote, abort, refresh and acknowledge, each confirmed first.
+
+    Keys: `:` jumps to a view, `/` filters, `?` lists the keys, Esc goes back, q quits.
+    """
+    from ..tui import run  # Textual is imported for this command only
+
+    run(project, env=env, readonly=readonly)
 
 
 def _register_commands() -> None:
