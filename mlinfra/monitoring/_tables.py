@@ -7,11 +7,12 @@ summarised as it goes, so that its size is bounded by disk, not memory.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import ValidationError
-from ._profile import ReferenceProfile, WindowSummary
+from ._profile import ReferenceProfile, Summary, WindowSummary
 from ._report import DriftReport, DriftSettings, drift_report
 
 if TYPE_CHECKING:
@@ -27,7 +28,9 @@ def read_table(path: Path) -> pandas.DataFrame:
     """A whole CSV or Parquet file as a DataFrame."""
     import pandas as pd
 
-    batches = list(_batches(path))
+    schema, *batches = _batches(path)
+    if not batches:
+        return schema
     return pd.concat(batches, ignore_index=True) if len(batches) > 1 else batches[0]
 
 
@@ -42,7 +45,7 @@ def compare_files(
     """The drift report of `current` against `reference`, over the columns both hold."""
     reference_frame = read_table(reference)
     batches = _batches(current)
-    first = next(batches)
+    first = next(batches)  # the columns, no rows
     shared = [name for name in reference_frame.columns if name in first.columns]
     if not shared:
         raise ValidationError(
@@ -61,9 +64,12 @@ def compare_files(
     )
     only = sorted(set(reference_frame.columns) ^ set(first.columns))
     del reference_frame
-    window: WindowSummary = profile.summarise(first[shared])
-    for batch in batches:
-        window = window + profile.summarise(batch[shared])
+    if _FORMATS[current.suffix.lower()] == "parquet":
+        window = _parquet_window(profile, current)
+    else:
+        window = profile.empty()
+        for batch in batches:
+            window = window + profile.summarise(batch[shared])
     report = drift_report(profile, window, settings)
     if only:
         report.notes.append(f"not compared (in one file only): {', '.join(only)}")
@@ -71,7 +77,8 @@ def compare_files(
 
 
 def _batches(path: Path) -> Iterator[pandas.DataFrame]:
-    """The file's rows in batches of at most BATCH_ROWS, as DataFrames; at least one."""
+    """The file's columns (an empty DataFrame), then its rows in batches of at most
+    BATCH_ROWS."""
     kind = _FORMATS.get(path.suffix.lower())
     if kind is None:
         raise ValidationError(
@@ -89,15 +96,34 @@ def _batches(path: Path) -> Iterator[pandas.DataFrame]:
 
 
 def _parquet(path: Path) -> Iterator[pandas.DataFrame]:
+    """The schema first (an empty frame), then the rows in batches."""
     import pyarrow.parquet as pq
 
     file = pq.ParquetFile(path)
-    empty = True
+    yield file.schema_arrow.empty_table().to_pandas()
     for batch in file.iter_batches(batch_size=BATCH_ROWS):
-        empty = False
         yield batch.to_pandas()
-    if empty:
-        yield file.schema_arrow.empty_table().to_pandas()
+
+
+def _parquet_window(profile: ReferenceProfile, path: Path) -> WindowSummary:
+    """A Parquet file summarised column by column: a row group (often the whole file) is
+    decoded one column at a time, so memory holds one column's batch, not the rows."""
+    import pyarrow.parquet as pq
+
+    def column(name: str) -> Summary:
+        alone = ReferenceProfile(rows=profile.rows, features={name: profile.features[name]})
+        window = alone.empty()
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS, columns=[name]):
+            window = window + alone.summarise(batch.to_pandas())
+        return window.features[name]
+
+    try:
+        with ThreadPoolExecutor(2) as pool:  # decoding and sorting release the GIL
+            summaries = list(pool.map(column, profile.features))
+        rows = pq.ParquetFile(path).metadata.num_rows
+    except (OSError, ValueError) as exc:
+        raise ValidationError(f"{path}: cannot be read as parquet: {_first_line(exc)}") from exc
+    return WindowSummary(rows, dict(zip(profile.features, summaries, strict=True)))
 
 
 def _csv(path: Path) -> Iterator[pandas.DataFrame]:
@@ -109,12 +135,9 @@ def _csv(path: Path) -> Iterator[pandas.DataFrame]:
         # an empty cell is a missing value, as in Parquet, not a category ""
         convert_options=csv.ConvertOptions(strings_can_be_null=True),
     )
-    empty = True
+    yield reader.schema.empty_table().to_pandas()
     for batch in reader:
-        empty = False
         yield batch.to_pandas()
-    if empty:
-        yield reader.schema.empty_table().to_pandas()
 
 
 def _first_line(exc: BaseException) -> str:
