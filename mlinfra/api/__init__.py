@@ -16,6 +16,7 @@ from ._project import (
     LastRefresh,
     Project,
     Resource,
+    StackStatus,
     VersionComparison,
     open_project,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "Project",
     "Resource",
     "StackOutputs",
+    "StackStatus",
     "VariantTraffic",
     "VersionComparison",
     "open_project",

@@ -11,6 +11,7 @@ package's files.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,15 +24,17 @@ from ..errors import ConfigError, MlinfraError
 from ._outputs import StackOutputs
 
 if TYPE_CHECKING:
+    import pandas
+
     from ..config import Environment, EnvSettings
     from ..config import Project as LoadedProject
     from ..engine import DriftReport, Engine
     from ..evaluation import Clearance
-    from ..monitoring import AckResult, Alert, MonitorSpec
+    from ..monitoring import AckResult, Alert, MonitoringDirectory, MonitorSpec
     from ..registry import AliasEvent, ModelVersion, Registry, VersionSummary
     from ..rollout import Rollout, Snapshot, Target
     from ..serving import Deployment
-    from ..state import LockHolder, ResourceState, UpdateRecord
+    from ..state import KeptResource, LockHolder, ResourceState, UpdateRecord
     from ..training import ModelDefinition
 
 __all__ = [
@@ -40,6 +43,7 @@ __all__ = [
     "LastRefresh",
     "Project",
     "Resource",
+    "StackStatus",
     "VersionComparison",
     "open_project",
 ]
@@ -103,8 +107,12 @@ class Resource:
     urn: str
     type: str
     name: str
+    id: str
+    """the provider's id; empty for a component"""
     parent: str
+    dependencies: list[str]
     custom: bool
+    protect: bool
     status: str
     """ok, or pending delete (a replaced resource whose delete has not happened yet)"""
     inputs: dict[str, Any]
@@ -118,12 +126,32 @@ class Resource:
             urn=state.urn,
             type=state.type,
             name=state.name,
+            id=state.id,
             parent=state.parent,
+            dependencies=list(state.dependencies),
             custom=state.custom,
+            protect=state.protect,
             status="pending delete" if state.pending_delete else "ok",
             inputs=masked(state.inputs),
-            outputs=masked(state.outputs),
+            outputs=masked({k: v for k, v in state.outputs.items() if k != "__provider"}),
         )
+
+    @property
+    def pending_delete(self) -> bool:
+        return self.status == "pending delete"
+
+
+@dataclass(frozen=True)
+class StackStatus:
+    """An env's stack at a glance, read through one engine: what `mlinfra status` shows."""
+
+    stack: str
+    engine: str
+    resources: list[Resource]
+    kept: list[KeptResource]
+    """resources an earlier destroy left for their data; `destroy --delete-data` deletes them"""
+    last_update: UpdateRecord | None
+    lock: LockHolder | None
 
 
 @dataclass(frozen=True)
@@ -156,10 +184,12 @@ class Env:
     """One environment: its stack, registry, deployment and monitor, and the actions on them.
 
     Reads open what they need and close it again, so that an Env can be kept for the life of a
-    TUI while other processes (`mlinfra up`, the rollout driver) change the env underneath."""
+    TUI while other processes (`mlinfra up`, the rollout driver) change the env underneath;
+    `pinned()` reads the stack's outputs once for the several reads of one action."""
 
     def __init__(self, environment: Environment) -> None:
         self.environment = environment
+        self._pin = threading.local()  # a pin holds for the thread that made it
 
     def __repr__(self) -> str:
         return f"<Env {self.name} of project {self.environment.project.name}>"
@@ -175,6 +205,10 @@ class Env:
     @property
     def target(self) -> str:
         return self.settings.target
+
+    @property
+    def stack_name(self) -> str:
+        return self.environment.stack_name
 
     # -- the stack ----------------------------------------------------------------------------
 
@@ -199,6 +233,19 @@ class Env:
         with self.engine() as engine:
             return [Resource.of(state) for state in engine.resources()]
 
+    def status(self) -> StackStatus:
+        """Resources, what destroys kept, the last update and the lock, from one engine."""
+        with self.engine() as engine:
+            records = engine.history(limit=1)
+            return StackStatus(
+                stack=self.stack_name,
+                engine=engine.name,
+                resources=[Resource.of(state) for state in engine.resources()],
+                kept=engine.kept(),
+                last_update=records[0] if records else None,
+                lock=engine.lock_holder(),
+            )
+
     def is_up(self) -> bool:
         with self.engine() as engine:
             return bool(engine.outputs())
@@ -212,6 +259,9 @@ class Env:
         """The stack's outputs, checked against what mlinfra needs (EnvNotUpError before up)."""
         from ..state import plain
 
+        pinned: StackOutputs | None = getattr(self._pin, "outputs", None)
+        if pinned is not None:
+            return pinned
         outputs = self.raw_outputs()
         if not outputs:
             raise EnvNotUpError(
@@ -219,6 +269,19 @@ class Env:
             )
         program = self.environment.project.stack_dir / "__main__.py"
         return StackOutputs.parse(self.name, plain(outputs), program)
+
+    @contextmanager
+    def pinned(self) -> Iterator[StackOutputs]:
+        """The stack's outputs read once for the block: an action's several reads (registry,
+        server, monitor) see one stack and ask its engine, a `pulumi` process each, once."""
+        if getattr(self._pin, "outputs", None) is not None:  # nested: the outer pin holds
+            yield self.outputs()
+            return
+        self._pin.outputs = self.outputs()
+        try:
+            yield self._pin.outputs
+        finally:
+            self._pin.outputs = None
 
     def history(self, limit: int = 50) -> list[UpdateRecord]:
         """The stack's updates, newest first."""
@@ -255,6 +318,11 @@ class Env:
             return LastRefresh(**json.loads(self._last_refresh_file.read_text()))
         except (FileNotFoundError, json.JSONDecodeError, TypeError):
             return None
+
+    def forget_last_refresh(self) -> None:
+        """Drop what the last refresh found: before a destroy, so that the env's folder goes
+        with its resources and a new stack starts with no refresh."""
+        self._last_refresh_file.unlink(missing_ok=True)
 
     @property
     def _last_refresh_file(self) -> Path:
@@ -302,13 +370,16 @@ class Env:
                 return {}
             return registry.aliases(name, env=self.name)
 
-    def alias_history(self, model: str | None = None) -> list[AliasEvent]:
-        """Every move of the model's aliases in this env: the audit trail."""
+    def alias_history(
+        self, model: str | None = None, *, alias: str | None = None
+    ) -> list[AliasEvent]:
+        """Every move of the model's aliases (or of `alias`) in this env, oldest first: the
+        audit trail."""
         name = self.model_name(model)
         with self.registry() as registry:
             if name not in registry.models():
                 return []
-            return registry.alias_history(name, env=self.name)
+            return registry.alias_history(name, env=self.name, alias=alias)
 
     def compare(self, model: str, left: int | str, right: int | str) -> VersionComparison:
         """Two versions side by side: what differs in metrics, params and lineage."""
@@ -410,14 +481,14 @@ class Env:
         from ..monitoring import AlertStore
 
         spec = self.monitor_spec()
-        with AlertStore(self._monitoring().alerts) as store:
+        with AlertStore(_monitoring(spec).alerts) as store:
             return store.list(spec.env, include_acknowledged=include_acknowledged, limit=limit)
 
     def drift_report(self) -> dict[str, Any] | None:
         """The monitor's last check (report, histograms, alerts raised), as it wrote it."""
         from ..monitoring import read_report
 
-        return read_report(self._monitoring().root)
+        return read_report(_monitoring(self.monitor_spec()).root)
 
     def observe_drift(self, *, window_seconds: float | None = None) -> dict[str, Any]:
         """A drift report computed now over the live window (or `window_seconds`)."""
@@ -428,11 +499,14 @@ class Env:
             spec = spec.model_copy(update={"window_seconds": window_seconds})
         return observe_now(spec)
 
-    def _monitoring(self) -> Any:
-        from ..monitoring import MonitoringDirectory
+    def record_labels(self, labels: pandas.DataFrame | Path) -> int:
+        """Record the true labels of served predictions (columns request_id and label; or a
+        CSV or Parquet file of them), so that the monitor measures accuracy or RMSE where
+        labels exist; how many were recorded."""
+        from ..monitoring import read_table, record_labels
 
-        directory = self.monitor_spec().directory
-        return MonitoringDirectory(Path(directory))
+        log = _monitoring(self.monitor_spec()).log
+        return record_labels(log, read_table(labels) if isinstance(labels, Path) else labels)
 
     # -- actions ------------------------------------------------------------------------------
 
@@ -502,10 +576,16 @@ class Env:
         from ..monitoring import AlertStore
 
         spec = self.monitor_spec()
-        with AlertStore(self._monitoring().alerts) as store:
+        with AlertStore(_monitoring(spec).alerts) as store:
             return store.acknowledge(
                 alert_id, env=spec.env, by=by or current_user(), now=time.time()
             )
+
+
+def _monitoring(spec: MonitorSpec) -> MonitoringDirectory:
+    from ..monitoring import MonitoringDirectory
+
+    return MonitoringDirectory(Path(spec.directory))
 
 
 def _differences(left: dict[str, Any], right: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
