@@ -5,6 +5,7 @@ current. `K` acknowledges the alert under the cursor."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from textual import on
@@ -14,7 +15,7 @@ from ._detail import Line
 from ._format import at, number
 from ._histogram import HistogramChart, Histograms
 from ._table import Row, Rows, RowTable
-from ._view import NothingToShowError, View
+from ._view import VIEW_CSS, NothingToShowError, View
 
 if TYPE_CHECKING:
     from ..monitoring import Alert
@@ -47,7 +48,7 @@ class AlertsShown:
 
 class AlertsView(View[AlertsShown]):
     TITLE = "Alerts"
-    CSS_PATH = ["_view.tcss", "_alerts.tcss"]
+    CSS_PATH = [VIEW_CSS, Path(__file__).with_name("_alerts.tcss")]
 
     def __init__(self) -> None:
         super().__init__()

@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import work
 from textual.app import App
 from textual.binding import Binding, BindingType
+from textual.notifications import SeverityLevel
 from textual.screen import ModalScreen
 
 from ..errors import MlinfraError
@@ -50,7 +52,7 @@ class MlinfraApp(App[None]):
     view once, for a screen that stays still (snapshots)."""
 
     TITLE = "mlinfra"
-    CSS_PATH = "_app.tcss"
+    CSS_PATH = Path(__file__).with_name("_app.tcss")  # absolute: subclasses live elsewhere
     MODES: ClassVar[dict[str, Any]] = dict(VIEWS)
     DEFAULT_MODE = "environments"
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -91,6 +93,18 @@ class MlinfraApp(App[None]):
         screen = self.screen
         if isinstance(screen, View) and screen.live:
             screen.reload()
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """Notifications carry names and error messages: not markup unless asked."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # while a confirmation, the prompt or the keys are up, their keys only
@@ -225,15 +239,16 @@ class MlinfraApp(App[None]):
 
     @work(thread=True, group="action")
     def _run(self, plan: Plan) -> None:
+        severity: SeverityLevel = "information"
         try:
-            message, severity = plan.run(), "information"
+            message = plan.run()
         except Exception as exc:
             message, severity = _failure(plan.title.lower(), exc), "error"
         self.call_from_thread(self._finished, message, severity)
 
-    def _finished(self, message: str, severity: str) -> None:
+    def _finished(self, message: str, severity: SeverityLevel) -> None:
         self._acting = False
-        self.notify(message, severity=severity, timeout=10)  # type: ignore[arg-type]
+        self.notify(message, severity=severity, timeout=10)
         screen = self.screen
         if isinstance(screen, View):
             screen.reload()

@@ -3,6 +3,7 @@ leaves everything as it is."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
 from textual import on
@@ -20,7 +21,7 @@ __all__ = ["ConfirmScreen"]
 class ConfirmScreen(ModalScreen[bool]):
     """True when confirmed."""
 
-    CSS_PATH = "_confirm.tcss"
+    CSS_PATH = Path(__file__).with_name("_confirm.tcss")  # absolute: subclasses live elsewhere
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("y", "answer(True)", "yes, do it"),
         Binding("n", "answer(False)", "no"),

@@ -5,6 +5,7 @@ the analysis of each step."""
 from __future__ import annotations
 
 from collections import deque
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
@@ -14,7 +15,7 @@ from textual.widgets import Label, Sparkline, Static
 from ._format import at, milliseconds, number, percent
 from ._source import DeploymentData
 from ._table import Row, Rows, RowTable
-from ._view import NothingToShowError, View
+from ._view import VIEW_CSS, NothingToShowError, View
 
 if TYPE_CHECKING:
     from ..rollout import Rollout
@@ -45,7 +46,7 @@ POINTS = 60
 
 class DeploymentsView(View[DeploymentData]):
     TITLE = "Deployments"
-    CSS_PATH = ["_view.tcss", "_deployments.tcss"]
+    CSS_PATH = [VIEW_CSS, Path(__file__).with_name("_deployments.tcss")]
 
     def __init__(self) -> None:
         super().__init__()

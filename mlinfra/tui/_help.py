@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
 from textual.app import ComposeResult
@@ -35,7 +36,7 @@ KEYS = (
 
 
 class HelpScreen(ModalScreen[None]):
-    CSS_PATH = "_help.tcss"
+    CSS_PATH = Path(__file__).with_name("_help.tcss")  # absolute: subclasses live elsewhere
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,question_mark,q", "close", "close"),
     ]

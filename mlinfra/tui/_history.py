@@ -4,6 +4,7 @@ and the audit trail of its aliases (who moved champion where, and why), newest f
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
@@ -11,7 +12,7 @@ from textual.widgets import Label
 
 from ._format import at
 from ._table import Row, Rows, RowTable
-from ._view import View
+from ._view import VIEW_CSS, View
 
 if TYPE_CHECKING:
     from ..registry import AliasEvent
@@ -31,7 +32,7 @@ class HistoryShown:
 
 class HistoryView(View[HistoryShown]):
     TITLE = "History"
-    CSS_PATH = ["_view.tcss", "_history.tcss"]
+    CSS_PATH = [VIEW_CSS, Path(__file__).with_name("_history.tcss")]
 
     def compose_content(self) -> ComposeResult:
         yield Label("stack updates", classes="section")

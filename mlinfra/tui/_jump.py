@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import ClassVar
 
 from textual import on
@@ -18,7 +19,7 @@ __all__ = ["JumpScreen"]
 class JumpScreen(ModalScreen[str | None]):
     """The text entered, or None when cancelled."""
 
-    CSS_PATH = "_jump.tcss"
+    CSS_PATH = Path(__file__).with_name("_jump.tcss")  # absolute: subclasses live elsewhere
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "cancel")]
 
     def __init__(self, names: Sequence[str]) -> None:

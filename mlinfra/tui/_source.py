@@ -275,7 +275,8 @@ class Source:
 
     def plan_refresh(self, name: str) -> Plan:
         env = self._env(name)
-        count = len(env.resources())
+        env.outputs()  # EnvNotUpError: nothing to refresh
+        count = sum(resource.custom for resource in env.resources())  # components hold nothing
         changes = [
             f"read the {count} resources of stack {env.stack_name} and compare them with the state",
             "record what drifted as the env's last refresh; the state itself is not changed",

@@ -5,7 +5,7 @@ worker so that input never waits for a read."""
 from __future__ import annotations
 
 from contextlib import suppress
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 
 from textual import on, work
@@ -22,9 +22,11 @@ if TYPE_CHECKING:
     from ._app import MlinfraApp
     from ._source import Source
 
-__all__ = ["NothingToShowError", "View"]
+__all__ = ["VIEW_CSS", "NothingToShowError", "View"]
 
 Data = TypeVar("Data")
+VIEW_CSS = Path(__file__).with_name("_view.tcss")
+"""Absolute, as every CSS path here: subclasses of the views may live elsewhere."""
 
 
 class NothingToShowError(MlinfraError):
@@ -36,7 +38,7 @@ class View(Screen[None], Generic[Data]):
 
     `live` views read again at every tick of the app's refresh interval; the others once."""
 
-    CSS_PATH: ClassVar[list[str | PurePath]] = ["_view.tcss"]
+    CSS_PATH: ClassVar[list[str | PurePath]] = [VIEW_CSS]
     TITLE: ClassVar[str] = ""
     live: ClassVar[bool] = True
 
@@ -53,6 +55,11 @@ class View(Screen[None], Generic[Data]):
     @property
     def source(self) -> Source:
         return self.tui.source
+
+    @property
+    def loaded(self) -> bool:
+        """Whether a read has been shown (its data, or why there is none)."""
+        return self._shown_once
 
     def compose(self) -> ComposeResult:
         yield Static(id="title", markup=False)
