@@ -138,6 +138,19 @@ def explanation(view: View[Any]) -> str:
     return str(view.query_one("#explanation").content)  # type: ignore[attr-defined]
 
 
+async def confirm(pilot: Pilot[Any], key: str, answer: str = "y") -> ConfirmScreen:
+    """Press an action's key, wait for its confirmation, answer it and wait for the outcome."""
+    app = pilot.app
+    await pilot.press(key)
+    await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation")
+    asked = app.screen
+    assert isinstance(asked, ConfirmScreen)
+    await pilot.press(answer)
+    await settle(pilot)
+    assert not isinstance(app.screen, ConfirmScreen)
+    return asked
+
+
 async def cursor_to(pilot: Pilot[Any], view: View[Any], key: str) -> None:
     """Move the cursor of the view's table down to the row `key`."""
     table = view.query_one(RowTable)
@@ -379,14 +392,11 @@ async def test_rollback_moves_the_champion_and_what_is_served(project: IrisProje
     app = tui(project)
     async with app.run_test(size=(160, 40)) as pilot:
         await loaded(pilot)
-        await pilot.press("R")
-        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation")
-        assert app.screen.plan.changes[-2:] == [  # type: ignore[attr-defined]
+        asked = await confirm(pilot, "R")
+        assert asked.plan.changes[-2:] == [
             "serve iris v1 instead of v2, at once",
             "move the champion alias of iris in dev from v2 to v1",
         ]
-        await pilot.press("y")
-        await settle(pilot)
     env = dev(project)
     assert env.aliases("iris")["champion"] == 1
     table = env.deployment()
@@ -409,40 +419,22 @@ def served_version(project: IrisProject) -> str:
 
 
 @pytest.mark.slow
-async def test_promote_ends_the_canary_with_it_serving(project: IrisProject) -> None:
+@pytest.mark.parametrize(("key", "phase"), [("P", "promoted"), ("A", "aborted")])
+async def test_promote_and_abort_end_the_canary(project: IrisProject, key: str, phase: str) -> None:
     stable, canary = start_canary(project)
     app = tui(project)
     async with app.run_test(size=(160, 40)) as pilot:
         await loaded(pilot)
-        await pilot.press("P")
-        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation")
-        await pilot.press("y")
-        await settle(pilot)
+        asked = await confirm(pilot, key)
+        assert f"v{canary}" in asked.plan.changes[0]
     env = dev(project)
     rollout = env.rollout()
-    assert rollout is not None and rollout.phase == "promoted"
+    assert rollout is not None and rollout.phase == phase
+    serving = canary if phase == "promoted" else stable
     table = env.deployment()
-    assert table is not None and table.stable == canary and table.canary is None
-    assert env.aliases("iris")["champion"] == canary
-    assert served_version(project) == str(canary)
-
-
-@pytest.mark.slow
-async def test_abort_ends_the_canary_with_stable_serving(project: IrisProject) -> None:
-    stable, canary = start_canary(project)
-    app = tui(project)
-    async with app.run_test(size=(160, 40)) as pilot:
-        await loaded(pilot)
-        await pilot.press("A")
-        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation")
-        await pilot.press("y")
-        await settle(pilot)
-    env = dev(project)
-    rollout = env.rollout()
-    assert rollout is not None and rollout.phase == "aborted"
-    table = env.deployment()
-    assert table is not None and table.stable == stable and table.canary is None
-    assert any(f"canary v{canary} aborted in dev" in message for message, _ in app.said)
+    assert table is not None and table.stable == serving and table.canary is None
+    assert env.aliases("iris")["champion"] == serving
+    assert served_version(project) == str(serving)
 
 
 @pytest.mark.slow
@@ -455,10 +447,7 @@ async def test_refresh_records_the_last_refresh_shown_in_environments(
     async with app.run_test(size=(180, 40)) as pilot:
         view = await loaded(pilot)
         assert column(view, "infra drift (last refresh)")[0] == "never refreshed"
-        await pilot.press("F")
-        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation")
-        await pilot.press("y")
-        await settle(pilot)
+        await confirm(pilot, "F")
         found = env.last_refresh()
         read = [resource for resource in env.resources() if resource.custom]
         assert found is not None and found.resources == len(read) > 0
@@ -496,10 +485,7 @@ async def test_acknowledge_marks_the_alert_under_the_cursor(project: IrisProject
         await jump(pilot, "alerts")
         view = await loaded(pilot, "alerts")
         await cursor_to(pilot, view, str(alert))
-        await pilot.press("K")
-        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation")
-        await pilot.press("y")
-        await settle(pilot)
+        await confirm(pilot, "K")
         row = column(view, "id").index(str(alert))
         assert column(view, "acknowledged")[row].startswith(f"{current_user()} ")
     acknowledged = [a for a in dev(project).alerts(include_acknowledged=True) if a.id == alert]
@@ -516,18 +502,11 @@ async def test_n_and_esc_cancel_and_change_nothing(project: IrisProject) -> None
     app = tui(project)
     async with app.run_test(size=(160, 40)) as pilot:
         await loaded(pilot)
-        for key, answer in (("R", "n"), ("F", "escape")):
-            await pilot.press(key)
-            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation")
-            await pilot.press(answer)
-            await settle(pilot)
-            assert not isinstance(app.screen, ConfirmScreen)
+        await confirm(pilot, "R", "n")
+        await confirm(pilot, "F", "escape")
         await jump(pilot, "alerts")
         await cursor_to(pilot, await loaded(pilot, "alerts"), str(alert))
-        await pilot.press("K")
-        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation")
-        await pilot.press("n")
-        await settle(pilot)
+        await confirm(pilot, "K", "n")
     assert env.deployment() == before and env.last_refresh() is None
     assert [a.acknowledged for a in env.alerts(include_acknowledged=True) if a.id == alert] == [
         False
@@ -700,8 +679,9 @@ def test_mlinfra_tui_in_a_real_terminal(project: IrisProject) -> None:
         terminal.wait_for("view or env:")
         terminal.press("models\r")
         terminal.wait_for("env dev  ·  Models")
+        terminal.wait_for("champion")  # the versions, read after the view was drawn
         screen = terminal.read()[seen:]
-        assert "champion" in screen and "v2" in screen
+        assert "v2" in screen and "v1" in screen and "iris" in screen
         terminal.press("q")
         assert terminal.exit_code() == 0
     finally:

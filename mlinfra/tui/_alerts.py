@@ -71,11 +71,14 @@ class AlertsView(View[AlertsShown]):
         if not data.alerts:
             raise NothingToShowError(f"no drift alerts in env {env}: the monitor raised none")
         report = data.report or {}
-        return AlertsShown(
-            rows=Rows.of(COLUMNS, [_row(alert) for alert in data.alerts]),
-            alerts={str(alert.id): alert for alert in data.alerts},
-            histograms=_histograms(report.get("report")),
-            checked_at=at(report.get("checked_at")),
+        return self.derived(
+            data,
+            lambda: AlertsShown(
+                rows=Rows.of(COLUMNS, [_row(alert) for alert in data.alerts]),
+                alerts={str(alert.id): alert for alert in data.alerts},
+                histograms=_histograms(report.get("report")),
+                checked_at=at(report.get("checked_at")),
+            ),
         )
 
     def show(self, data: AlertsShown) -> None:

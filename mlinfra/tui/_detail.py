@@ -30,10 +30,14 @@ class DetailView(View[Rows]):
         env: str | None,
     ) -> None:
         super().__init__()
-        self.TITLE = title  # type: ignore[misc]  # each drill-down names what it shows
+        self._heading = title
         self._columns = tuple(columns)
         self._load = load
         self._env = env
+
+    @property
+    def heading(self) -> str:
+        return self._heading
 
     def on_screen_resume(self) -> None:
         if self._env != self.tui.env_name:  # another env was picked meanwhile: not its detail

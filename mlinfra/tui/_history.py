@@ -42,9 +42,12 @@ class HistoryView(View[HistoryShown]):
 
     def read(self, env: str) -> HistoryShown:
         data = self.source.history(env)
-        return HistoryShown(
-            updates=Rows.of(UPDATES, [_update(record) for record in data.updates]),
-            aliases=Rows.of(ALIASES, [_move(event) for event in data.aliases]),
+        return self.derived(
+            data,
+            lambda: HistoryShown(
+                updates=Rows.of(UPDATES, [_update(record) for record in data.updates]),
+                aliases=Rows.of(ALIASES, [_move(event) for event in data.aliases]),
+            ),
         )
 
     def show(self, data: HistoryShown) -> None:

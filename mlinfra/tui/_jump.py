@@ -1,4 +1,5 @@
-"""`:`: a one-line prompt naming a view (or an env) to go to; Tab completes, Esc cancels."""
+"""`:`: a one-line prompt naming a view (or an env) to go to; → takes the suggestion, Esc
+cancels."""
 
 from __future__ import annotations
 

@@ -54,7 +54,7 @@ class ModelsView(View[Rows]):
             raise NothingToShowError(
                 f"no versions registered in env {env} yet; run `mlinfra train`"
             )
-        return Rows.of(COLUMNS, _rows(data))
+        return self.derived(data, lambda: Rows.of(COLUMNS, _rows(data)))
 
     def show(self, data: Rows) -> None:
         self.query_one(RowTable).show(data)

@@ -128,15 +128,18 @@ class Source:
     # -- reads ----------------------------------------------------------------------------
 
     def overview(self, name: str) -> EnvOverview:
+        from ..api import EnvNotUpError
+
         env = self._env(name)
         status = env.status()
-        serving, problem = None, None
-        up = env.is_up()
-        if up:
-            try:
+        up, serving, problem = True, None, None
+        try:
+            with env.pinned():  # reads the outputs once: up or not, and where the table is
                 serving = env.deployment()
-            except MlinfraError as exc:
-                problem = str(exc)
+        except EnvNotUpError:
+            up = False
+        except MlinfraError as exc:
+            problem = str(exc)
         return EnvOverview(
             name=name,
             target=env.target,

@@ -4,6 +4,7 @@ worker so that input never waits for a read."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
@@ -47,6 +48,9 @@ class View(Screen[None], Generic[Data]):
         self._reading = False
         self._read_env: str | None = None
         self._shown_once = False
+        # touched by the read worker only (one read at a time)
+        self._last_read: tuple[str | None, Any, str | None] = (None, None, None)
+        self._derived: tuple[object, object] | None = None
 
     @property
     def tui(self) -> MlinfraApp:
@@ -55,6 +59,11 @@ class View(Screen[None], Generic[Data]):
     @property
     def source(self) -> Source:
         return self.tui.source
+
+    @property
+    def heading(self) -> str:
+        """What the title line calls this view."""
+        return self.TITLE
 
     @property
     def loaded(self) -> bool:
@@ -91,7 +100,7 @@ class View(Screen[None], Generic[Data]):
     def on_screen_resume(self) -> None:
         self.update_title()
         if self.live or not self._shown_once or self._read_env != self.tui.env_name:
-            self.reload()
+            self.call_after_refresh(self.reload)  # drawn first, then read
 
     def reload(self) -> None:
         """Read again, unless a read is still on its way (a slow read is never stacked)."""
@@ -109,13 +118,24 @@ class View(Screen[None], Generic[Data]):
             outcome = (None, str(exc))
         except Exception as exc:  # a half-written file or a dropped connection: said, not fatal
             outcome = (None, f"could not read env {env}: {type(exc).__name__}: {exc}")
+        last, self._last_read = self._last_read, (env, *outcome)
+        unchanged = last[0] == env and last[1] is outcome[0] and last[2] == outcome[1]
         with suppress(RuntimeError):  # raised when the app quit while this read was on its way
-            self.app.call_from_thread(self._settle, env, *outcome)
+            self.app.call_from_thread(self._settle, env, *outcome, unchanged)
 
-    def _settle(self, env: str, data: Data | None, problem: str | None) -> None:
+    def derived(self, raw: object, build: Callable[[], Data]) -> Data:
+        """What `build()` makes of `raw`, made again only when `raw` changed since the last
+        read: a refresh of 10,000 unchanged rows costs one comparison, in the worker."""
+        if self._derived is None or self._derived[0] != raw:
+            self._derived = (raw, build())
+        return cast("Data", self._derived[1])
+
+    def _settle(self, env: str, data: Data | None, problem: str | None, unchanged: bool) -> None:
         self._reading = False
         if env != self.tui.env_name:  # the env changed while reading: that read is stale
             self.reload()
+            return
+        if unchanged and self._shown_once:
             return
         self._shown_once = True
         self.explain(problem)
@@ -138,7 +158,7 @@ class View(Screen[None], Generic[Data]):
         parts = [f"mlinfra · {self.source.project_name}"]
         if self.tui.env_name is not None:
             parts.append(f"env {self.tui.env_name}")
-        parts.append(self.TITLE)
+        parts.append(self.heading)
         if self.tui.readonly:
             parts.append("read-only")
         text = "  ·  ".join(parts)
