@@ -52,6 +52,7 @@ class MlinfraApp(App[None]):
     view once, for a screen that stays still (snapshots)."""
 
     TITLE = "mlinfra"
+    ENABLE_COMMAND_PALETTE = False  # `:` is the way to go somewhere; one way, not two
     CSS_PATH = Path(__file__).with_name("_app.tcss")  # absolute: subclasses live elsewhere
     MODES: ClassVar[dict[str, Any]] = dict(VIEWS)
     DEFAULT_MODE = "environments"

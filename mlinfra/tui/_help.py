@@ -15,18 +15,15 @@ __all__ = ["KEYS", "HelpScreen"]
 
 KEYS = (
     ("views", ""),
-    (
-        ":",
-        "jump to a view by name (environments, resources, models, deployments, alerts, "
-        "history) or to an env by its name",
-    ),
+    (":", "jump to a view by name, or to an env: `:models`, `:staging`, `:alerts prod`"),
+    ("", "views: environments resources models deployments alerts history"),
     ("/", "filter the view's tables: rows containing the text (Esc clears)"),
-    ("Enter", "open the row under the cursor (an env, a resource, a version)"),
-    ("c", "Models: mark a version, then c on another to compare the two"),
-    ("Esc", "back: clear the filter, close a detail, or return to the previous view"),
+    ("Enter", "open the row under the cursor: an env, a resource, a version, an alert"),
+    ("c", "Models: mark a version, then c on another one to compare the two"),
+    ("Esc", "back: clear the filter, close a detail, or the previous view"),
     ("?", "these keys"),
     ("q", "quit"),
-    ("actions (each asks first: y confirms, n or Esc cancels; none with --readonly)", ""),
+    ("actions: each asks first (y confirms, n or Esc cancels); --readonly refuses them", ""),
     ("R", "roll back: serve the previous champion at once"),
     ("P", "promote the running canary"),
     ("A", "abort the running canary"),

@@ -153,7 +153,7 @@ class RowTable(ScrollView, can_focus=True):
 
     def show(self, data: Rows) -> None:
         """Show these rows instead, the cursor staying on the row it was on (by key)."""
-        if data is self._data or data == self._data:
+        if data is self._data:  # views hand the same Rows back for an unchanged read
             return
         key = self._key_under_cursor()
         self._data = data
