@@ -1,4 +1,5 @@
-"""The `mlinfra` command: thin wrappers that parse, call one library function, and render."""
+"""The `mlinfra` command: thin wrappers that parse, call one library function (for an env, its
+API: `mlinfra.api.Env`), and render."""
 
 from __future__ import annotations
 

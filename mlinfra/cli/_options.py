@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import shlex
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from ..config import Environment, load_project
+from ..api import Env, open_project
 from ..errors import ConfigError
 
 __all__ = [
@@ -20,11 +22,13 @@ __all__ = [
     "ModelOption",
     "ProjectOption",
     "ReasonOption",
+    "VersionArgument",
     "YesOption",
     "command_line",
     "confirm",
+    "open_env",
     "override_reason",
-    "resolve_env",
+    "pinned_env",
 ]
 
 EnvOption = Annotated[
@@ -52,6 +56,9 @@ ModelOption = Annotated[
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts and CI.")]
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+VersionArgument = Annotated[
+    str, typer.Argument(help="Version: 3, v3, latest, or an alias of the env (champion).")
+]
 ForceUnlockOption = Annotated[
     bool,
     typer.Option("--force-unlock", help="Take the stack's lock even if another run holds it."),
@@ -85,15 +92,18 @@ def command_line() -> str:
     return shlex.join(["mlinfra", *sys.argv[1:]])
 
 
-def resolve_env(project_dir: Path | None, env_name: str | None) -> Environment:
+def open_env(project_dir: Path | None, env_name: str | None) -> Env:
     """The environment a command acts on; without --env, the project's only one."""
-    project = load_project(project_dir)
-    if env_name is None:
-        if len(project.env_names) == 1:
-            return project.environment(project.env_names[0])
-        known = ", ".join(project.env_names)
-        raise ConfigError(f"choose an environment with --env (or MLINFRA_ENV): {known}")
-    return project.environment(env_name)
+    return open_project(project_dir).env(env_name)
+
+
+@contextmanager
+def pinned_env(project_dir: Path | None, env_name: str | None) -> Iterator[Env]:
+    """The environment a command acts on, its stack's outputs read once for the command
+    (EnvNotUpError before `mlinfra up`; ConfigError naming an export the stack lacks)."""
+    environment = open_env(project_dir, env_name)
+    with environment.pinned():
+        yield environment
 
 
 def confirm(question: str, *, yes: bool) -> bool:

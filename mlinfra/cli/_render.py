@@ -12,8 +12,9 @@ from ..state import masked
 from ._output import console
 
 if TYPE_CHECKING:
+    from ..api import Resource
     from ..engine import DriftReport, HeldData, PropertyDiff, RunResult, Step, StepEvent
-    from ..state import KeptResource, ResourceState, UpdateRecord
+    from ..state import KeptResource, UpdateRecord
 
 __all__ = [
     "StepPrinter",
@@ -197,7 +198,7 @@ def print_outputs(outputs: dict[str, Any], *, show_secrets: bool = False) -> Non
     console.print(table)
 
 
-def resources_json(resources: list[ResourceState]) -> list[dict[str, Any]]:
+def resources_json(resources: list[Resource]) -> list[dict[str, Any]]:
     return [
         {
             "urn": r.urn,
@@ -209,15 +210,13 @@ def resources_json(resources: list[ResourceState]) -> list[dict[str, Any]]:
             "dependencies": r.dependencies,
             "protect": r.protect,
             "pending_delete": r.pending_delete,
-            "outputs": masked({k: v for k, v in r.outputs.items() if k != "__provider"}),
+            "outputs": r.outputs,
         }
         for r in resources
     ]
 
 
-def print_status(
-    stack: str, engine: str, resources: list[ResourceState], last: Any, lock: Any
-) -> None:
+def print_status(stack: str, engine: str, resources: list[Resource], last: Any, lock: Any) -> None:
     table = Table("type", "name", "id", title=f"{stack} ({engine} engine)", title_justify="left")
     for r in resources:
         marker = " [red](pending delete)[/]" if r.pending_delete else ""
@@ -262,7 +261,7 @@ def drift_json(reports: list[DriftReport]) -> list[dict[str, Any]]:
 
 
 def print_drift(
-    stack: str, reports: list[DriftReport], *, applied: bool, unread: list[ResourceState]
+    stack: str, reports: list[DriftReport], *, applied: bool, unread: list[Resource]
 ) -> None:
     """What refresh found; `unread` are the resources it has no provider to ask (components,
     old instances of replacements), so the counts add up to what `status` lists."""
@@ -284,7 +283,7 @@ def print_drift(
     console.print(f"{stack}: {summary}{_unread_note(unread)}")
 
 
-def _unread_note(unread: list[ResourceState]) -> str:
+def _unread_note(unread: list[Resource]) -> str:
     components = sum(1 for r in unread if not r.custom)
     replaced = len(unread) - components
     notes = []

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from ..api import open_project
 from . import _render as render
 from ._options import (
     EnvOption,
@@ -17,12 +17,12 @@ from ._options import (
     ProjectOption,
     YesOption,
     confirm,
-    resolve_env,
+    open_env,
 )
 from ._output import console, emit_json
 
 if TYPE_CHECKING:
-    from ..engine import Engine, RunResult
+    from ..engine import RunResult
 
 __all__ = ["register"]
 
@@ -37,17 +37,6 @@ DeleteDataOption = Annotated[
         "without it they are kept.",
     ),
 ]
-
-
-@contextmanager
-def _engine(project: ProjectOption, env: EnvOption) -> Iterator[Engine]:
-    from ..engine import open_engine
-
-    engine = open_engine(resolve_env(project, env))
-    try:
-        yield engine
-    finally:
-        engine.close()
 
 
 def _change(run: Callable[..., RunResult], *, json_: bool) -> None:
@@ -67,7 +56,7 @@ def preview(
     json_: JsonOption = False,
 ) -> None:
     """Show what `up` would change, resource by resource; changes nothing."""
-    with _engine(project, env) as engine:
+    with open_env(project, env).engine() as engine:
         result = engine.preview()
     if json_:
         emit_json(render.result_json(result))
@@ -90,7 +79,7 @@ def up(
 
     A registry holding model versions is never deleted or replaced without --delete-data.
     """
-    with _engine(project, env) as engine:
+    with open_env(project, env).engine() as engine:
         if not yes:
             planned = engine.preview()
             render.print_result(planned)
@@ -115,7 +104,8 @@ def destroy(
     A registry holding model versions is kept (its files stay, the state forgets it) unless
     --delete-data, which also deletes what earlier destroys kept.
     """
-    with _engine(project, env) as engine:
+    environment = open_env(project, env)
+    with environment.engine() as engine:
         count = len(engine.resources())
         kept = engine.kept()
         if count == 0 and not json_ and not (kept and delete_data):
@@ -126,6 +116,7 @@ def destroy(
         question = render.destroy_question(count, held, kept, delete_data=delete_data)
         if not confirm(question, yes=yes):
             raise typer.Exit(1)
+        environment.forget_last_refresh()
         run = partial(engine.destroy, force_unlock=force_unlock, delete_data=delete_data)
         _change(run, json_=json_)
 
@@ -140,43 +131,38 @@ def refresh(
     json_: JsonOption = False,
 ) -> None:
     """Read every resource and report what changed outside mlinfra (exit 1 when drifted)."""
-    with _engine(project, env) as engine:
-        reports = engine.refresh(apply=apply, force_unlock=force_unlock)
-        stack = engine.env.stack_name
-        if json_:
-            emit_json({"stack": stack, "resources": render.drift_json(reports)})
-        else:
-            unread = [r for r in engine.resources() if not r.custom or r.pending_delete]
-            render.print_drift(stack, reports, applied=apply, unread=unread)
+    environment = open_env(project, env)
+    reports = environment.refresh(apply=apply, force_unlock=force_unlock)
+    if json_:
+        emit_json({"stack": environment.stack_name, "resources": render.drift_json(reports)})
+    else:
+        unread = [r for r in environment.resources() if not r.custom or r.pending_delete]
+        render.print_drift(environment.stack_name, reports, applied=apply, unread=unread)
     if any(r.status != "ok" for r in reports) and not apply:
         raise typer.Exit(1)
 
 
 def status(env: EnvOption = None, project: ProjectOption = None, json_: JsonOption = False) -> None:
     """Show the environment's resources, its last update and who holds its lock."""
-    with _engine(project, env) as engine:
-        resources = engine.resources()
-        kept = engine.kept()
-        history = engine.history(limit=1)
-        lock = engine.lock_holder()
-        stack, name = engine.env.stack_name, engine.name
-    last = history[0] if history else None
+    found = open_env(project, env).status()
+    last, lock = found.last_update, found.lock
     if json_:
         emit_json(
             {
-                "stack": stack,
-                "engine": name,
-                "resources": render.resources_json(resources),
+                "stack": found.stack,
+                "engine": found.engine,
+                "resources": render.resources_json(found.resources),
                 "kept": [
-                    {"urn": k.resource.urn, "name": k.resource.name, "held": k.held} for k in kept
+                    {"urn": k.resource.urn, "name": k.resource.name, "held": k.held}
+                    for k in found.kept
                 ],
                 "last_update": render.history_json([last])[0] if last else None,
                 "lock": dict(lock.__dict__) if lock else None,
             }
         )
     else:
-        render.print_status(stack, name, resources, last, lock)
-        render.print_kept(kept)
+        render.print_status(found.stack, found.engine, found.resources, last, lock)
+        render.print_kept(found.kept)
 
 
 def outputs(
@@ -186,8 +172,7 @@ def outputs(
     json_: JsonOption = False,
 ) -> None:
     """Print the stack's outputs (secrets masked unless --show-secrets)."""
-    with _engine(project, env) as engine:
-        values = engine.outputs()
+    values = open_env(project, env).raw_outputs()
     if json_:
         emit_json(render.masked(values, show_secrets=show_secrets))
     else:
@@ -201,8 +186,7 @@ def history(
     json_: JsonOption = False,
 ) -> None:
     """List the stack's updates: when, who, which commit, what changed, how it ended."""
-    with _engine(project, env) as engine:
-        records = engine.history(limit=limit)
+    records = open_env(project, env).history(limit=limit)
     if json_:
         emit_json(render.history_json(records))
     else:
@@ -211,9 +195,7 @@ def history(
 
 def envs(project: ProjectOption = None, json_: JsonOption = False) -> None:
     """List the project's environments with their target and engine."""
-    from ..config import load_project
-
-    loaded = load_project(project)
+    loaded = open_project(project).config
     rows = [
         {
             "name": name,

@@ -1,7 +1,7 @@
 """Commands that watch production and act on it: drift, alerts, feedback and cycle.
 
-Thin: each parses, calls `mlinfra.monitoring` (or, for `cycle`, the train, release and deploy
-steps the other commands use), and renders.
+Thin: each parses, calls the env's API (`mlinfra.api.Env`; for `cycle`, the train, release
+and deploy steps the other commands use), and renders.
 """
 
 from __future__ import annotations
@@ -17,12 +17,21 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import ConfigError, DriftDetectedError
-from ._options import EnvOption, JsonOption, ModelOption, ProjectOption, YesOption, confirm
+from ._options import (
+    EnvOption,
+    JsonOption,
+    ModelOption,
+    ProjectOption,
+    YesOption,
+    confirm,
+    open_env,
+    pinned_env,
+)
 from ._output import console, emit_json
 
 if TYPE_CHECKING:
-    from ..config import Environment
-    from ..monitoring import Alert, DriftReport, FeatureDrift, MonitoringDirectory, MonitorSpec
+    from ..api import Env
+    from ..monitoring import Alert, DriftReport, FeatureDrift
 
 __all__ = ["register"]
 
@@ -96,36 +105,10 @@ def drift(
 
 def _observe(project: Path | None, env: str | None, window: str | None) -> dict[str, Any]:
     from .._durations import parse_duration
-    from ..monitoring import observe_now
 
-    spec = _monitor_spec(project, env)
-    if window is not None:
-        seconds = parse_duration(window, what="--window")
-        spec = spec.model_copy(update={"window_seconds": seconds})
-    return observe_now(spec)
-
-
-def _monitor_spec(project: Path | None, env: str | None) -> MonitorSpec:
-    """What the env's monitor was told, found through the stack's `monitoring_dir` output."""
-    from ..monitoring import MonitoringDirectory, MonitorSpec
-    from .lifecycle._context import env_outputs
-
-    environment, outputs = env_outputs(project, env)
-    directory = outputs.get("monitoring_dir")
-    if not directory:
-        raise ConfigError(
-            f"env {environment.name} has no drift monitor: monitoring is off "
-            f"([env.{environment.name}.monitoring] enabled = false) or the stack predates it; "
-            f"run `mlinfra up --env {environment.name}`"
-        )
-    path = MonitoringDirectory(Path(directory)).spec
-    try:
-        return MonitorSpec.model_validate_json(path.read_bytes())
-    except FileNotFoundError:
-        raise ConfigError(
-            f"env {environment.name}'s monitor has not been set up ({path} is missing); "
-            f"run `mlinfra up --env {environment.name} --refresh`"
-        ) from None
+    environment = open_env(project, env)
+    seconds = None if window is None else parse_duration(window, what="--window")
+    return environment.observe_drift(window_seconds=seconds)
 
 
 def _fail_if_drift(report: DriftReport, fail_on_drift: bool) -> None:
@@ -148,15 +131,12 @@ def alerts(
     as seen."""
     if context.invoked_subcommand is not None:
         return
-    from ..monitoring import AlertStore
-
-    spec = _monitor_spec(project, env)
-    with AlertStore(_directory(spec).alerts) as store:
-        found = store.list(spec.env, include_acknowledged=all_, limit=limit)
+    environment = open_env(project, env)
+    found = environment.alerts(include_acknowledged=all_, limit=limit)
     if json_:
         emit_json([alert.model_dump(mode="json") for alert in found])
         return
-    _print_alerts(spec.env, found, all_)
+    _print_alerts(environment.name, found, all_)
 
 
 def acknowledge(
@@ -166,12 +146,7 @@ def acknowledge(
     json_: JsonOption = False,
 ) -> None:
     """Mark an alert as seen: it is not delivered any more, and a repeat raises a new one."""
-    from .._identity import current_user
-    from ..monitoring import AlertStore
-
-    spec = _monitor_spec(project, env)
-    with AlertStore(_directory(spec).alerts) as store:
-        result = store.acknowledge(alert_id, env=spec.env, by=current_user(), now=time.time())
+    result = open_env(project, env).acknowledge(alert_id)
     if json_:
         emit_json({**result.alert.model_dump(mode="json"), "already": result.already})
     else:
@@ -186,14 +161,13 @@ def feedback(
 ) -> None:
     """Record the true labels of served predictions (columns request_id and label), joined by
     request id so that the monitor measures accuracy or RMSE where labels exist."""
-    from ..monitoring import read_table, record_labels
-
-    spec = _monitor_spec(project, env)
-    recorded = record_labels(_directory(spec).log, read_table(file))
+    environment = open_env(project, env)
+    recorded = environment.record_labels(file)
+    name = environment.name
     if json_:
-        emit_json({"env": spec.env, "labels": recorded})
+        emit_json({"env": name, "labels": recorded})
     else:
-        console.print(f"recorded {recorded} label{'' if recorded == 1 else 's'} for env {spec.env}")
+        console.print(f"recorded {recorded} label{'' if recorded == 1 else 's'} for env {name}")
 
 
 def cycle(
@@ -224,9 +198,7 @@ def cycle(
     Failed gates exit 7 and serve nothing. With nothing served yet, the version is served at
     once; otherwise as a canary that is analysed and promoted (or aborted) step by step.
     """
-    from ..serving import read_deployment
     from .lifecycle._commands import train_version
-    from .lifecycle._context import open_registry
     from .serving import (
         RolloutPlan,
         clear_release,
@@ -234,11 +206,9 @@ def cycle(
         raise_if_stopped,
         release_json,
         serve,
-        target_of,
     )
 
-    with open_registry(project, env) as (environment, registry, outputs):
-        target = target_of(environment, outputs)
+    with pinned_env(project, env) as environment, environment.registry() as registry:
         if not confirm(
             f"Train a new version and deploy it to env {environment.name} if its gates pass?",
             yes=yes,
@@ -248,7 +218,6 @@ def cycle(
             trained = train_version(
                 environment,
                 registry,
-                outputs,
                 model,
                 params=[],
                 search=search,
@@ -258,13 +227,12 @@ def cycle(
             summary["version"] = trained.version.version
             clearance = clear_release(
                 environment,
-                target,
                 trained.version.model,
                 str(trained.version.version),
                 override=None,
                 json_=json_,
             )
-            served = read_deployment(target.directory) is not None
+            served = environment.deployment() is not None
             plan = RolloutPlan.parse(
                 canary=canary if served else None,
                 steps=steps if served else None,
@@ -274,7 +242,7 @@ def cycle(
                 sticky_header=None,
                 min_samples=RolloutPlan.DEFAULT_MIN_SAMPLES,
             )
-            result = serve(target, clearance, plan=plan, json_=json_)
+            result = serve(environment, clearance, plan=plan, json_=json_)
             summary["canary"] = int(plan.steps is not None)
     if json_:
         emit_json(
@@ -290,14 +258,14 @@ def cycle(
 
 
 @contextmanager
-def _recorded_in_history(environment: Environment) -> Iterator[dict[str, int]]:
+def _recorded_in_history(environment: Env) -> Iterator[dict[str, int]]:
     """The cycle as one record of the env's history (its summary filled in as it goes):
     succeeded, or failed with its error, or interrupted."""
     from .._identity import git_state
     from ..state import open_state
 
-    store = open_state(environment.state_dir)
-    commit, dirty = git_state(environment.project.root, untracked=False)
+    store = open_state(environment.environment.state_dir)
+    commit, dirty = git_state(environment.environment.project.root, untracked=False)
     update = store.start_update(
         environment.stack_name, "cycle", commit=commit or "", dirty=bool(dirty)
     )
@@ -317,12 +285,6 @@ def _recorded_in_history(environment: Environment) -> Iterator[dict[str, int]]:
         store.finish_update(update, result="succeeded", summary=summary)
     finally:
         store.close()
-
-
-def _directory(spec: MonitorSpec) -> MonitoringDirectory:
-    from ..monitoring import MonitoringDirectory
-
-    return MonitoringDirectory(Path(spec.directory))
 
 
 # -- rendering ----------------------------------------------------------------------------------

@@ -1,16 +1,15 @@
 """Commands that change what an env serves: deploy, promote, abort, rollback, rollout status
 and resume.
 
-Thin: each parses, calls one function of `mlinfra.rollout`, and renders. `deploy` and `promote`
-first clear the version against the env's gates (`mlinfra.evaluation.check_release`), which
-imports the project's model code; `rollback` and `abort` never ask the gates. Otherwise the web
-stack and scikit-learn are never imported here; the registry loads them only to check a version.
+Thin: each parses, calls the env's API (`mlinfra.api.Env`), and renders. `deploy` and `promote`
+first clear the version against the env's gates (`Env.check_release`), which imports the
+project's model code; `rollback` and `abort` never ask the gates. Otherwise the web stack and
+scikit-learn are never imported here; the registry loads them only to check a version.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 import typer
@@ -26,14 +25,16 @@ from ._options import (
     ProjectOption,
     ReasonOption,
     command_line,
+    open_env,
     override_reason,
+    pinned_env,
 )
 from ._output import console, emit_json
 
 if TYPE_CHECKING:
-    from ..config import Environment
+    from ..api import Env
     from ..evaluation import Clearance, ReleaseRefusedError
-    from ..rollout import Rollout, StepResult, Target
+    from ..rollout import Rollout, StepResult
     from ..serving import Deployment
 
 __all__ = [
@@ -53,7 +54,6 @@ __all__ = [
     "release_json",
     "serve",
     "show_refusal",
-    "target_of",
 ]
 
 CanaryOption = Annotated[
@@ -119,25 +119,6 @@ class RolloutPlan:
         )
 
 
-def target_of(environment: Environment, outputs: dict[str, Any]) -> Target:
-    """The env's serving endpoint and registry, from its stack's outputs."""
-    from ..rollout import Target
-
-    return Target(
-        registry=Path(outputs["registry_path"]),
-        env=environment.name,
-        url=str(outputs["serving_url"]),
-        token=outputs.get("serving_token"),
-    )
-
-
-def _env_target(project: Path | None, env: str | None) -> tuple[Environment, Target]:
-    from .lifecycle._context import env_outputs
-
-    environment, outputs = env_outputs(project, env)
-    return environment, target_of(environment, outputs)
-
-
 def deploy(
     version: Annotated[str, typer.Argument(help="Version to serve: 3, v3, latest or an alias.")],
     env: EnvOption = None,
@@ -172,23 +153,23 @@ def deploy(
         sticky_header=sticky_header,
         min_samples=min_samples,
     )
-    environment, target = _env_target(project, env)
-    name = _model_to_serve(environment, target, model)
-    clearance = clear_release(environment, target, name, version, override=override, json_=json_)
-    before = _generation(target)
-    result = serve(target, clearance, plan=plan, json_=json_)
+    with pinned_env(project, env) as environment:
+        name = _model_to_serve(environment, model)
+        clearance = clear_release(environment, name, version, override=override, json_=json_)
+        before = _generation(environment)
+        result = serve(environment, clearance, plan=plan, json_=json_)
     _finish(result, json_=json_, extra=release_json(clearance), before=before)
 
 
 def serve(
-    target: Target, clearance: Clearance, *, plan: RolloutPlan, json_: bool
+    environment: Env, clearance: Clearance, *, plan: RolloutPlan, json_: bool
 ) -> Rollout | Deployment:
     """Serve the cleared version as `plan` says; the new table, or the rollout."""
     from ..rollout import AnalysisPolicy
     from ..rollout import deploy as run_deploy
 
     return run_deploy(
-        target,
+        environment.rollout_target(),
         str(clearance.version),
         wait=plan.wait,
         on_result=None if json_ else _print_step,
@@ -202,44 +183,23 @@ def serve(
     )
 
 
-def _model_to_serve(environment: Environment, target: Target, model: str | None) -> str:
-    from ..serving import read_deployment
-    from .lifecycle._context import model_name
-
-    table = read_deployment(target.directory) if model is None else None
-    return table.model if table is not None else model_name(environment, model)
+def _model_to_serve(environment: Env, model: str | None) -> str:
+    table = environment.deployment() if model is None else None
+    return table.model if table is not None else environment.model_name(model)
 
 
 def clear_release(
-    environment: Environment,
-    target: Target,
-    model: str,
-    ref: str,
-    *,
-    override: str | None,
-    json_: bool,
+    environment: Env, model: str, ref: str, *, override: str | None, json_: bool
 ) -> Clearance:
     """Check version `ref` against the env's gates and show on what grounds it may serve; a
     refusal shows the failed report before its error line."""
-    from ..evaluation import ReleaseRefusedError, check_release
-    from ..registry import Registry
-    from .lifecycle._context import definition
+    from ..evaluation import ReleaseRefusedError
 
-    declared = definition(environment, model)
-    with Registry.open(target.registry) as registry:
-        version = registry.resolve(declared.name, ref, env=target.env)
-        try:
-            clearance = check_release(
-                declared,
-                registry,
-                version,
-                env=target.env,
-                command=command_line(),
-                override=override,
-            )
-        except ReleaseRefusedError as refused:
-            show_refusal(refused, json_=json_)
-            raise
+    try:
+        clearance = environment.check_release(model, ref, override=override, command=command_line())
+    except ReleaseRefusedError as refused:
+        show_refusal(refused, json_=json_)
+        raise
     if not json_:
         print_clearance(clearance)
     return clearance
@@ -254,17 +214,20 @@ def promote(
 ) -> None:
     """Promote the running canary now, if it passes the env's gates: it takes all traffic and
     becomes champion. Failed gates exit 7 unless --force --reason."""
-    from ..rollout import promote as run_promote
+    from ..evaluation import ReleaseRefusedError
 
     override = override_reason(force, reason, reason_alone=True)
-    environment, target = _env_target(project, env)
-    running = target.store.rollout()
-    clearance = None
-    if running is not None and running.active:  # else run_promote says there is no rollout
-        clearance = clear_release(
-            environment, target, running.model, str(running.canary), override=override, json_=json_
-        )
-    rollout = run_promote(target, reason=reason or "promoted by hand", clearance=clearance)
+    with pinned_env(project, env) as environment:
+        try:
+            rollout = environment.promote(
+                reason=reason or "promoted by hand", override=override, command=command_line()
+            )
+        except ReleaseRefusedError as refused:
+            show_refusal(refused, json_=json_)
+            raise
+    clearance = rollout.clearance  # the one checked just now, which promote records
+    if clearance is not None and not json_:
+        print_clearance(clearance)
     _finish(rollout, json_=json_, extra=None if clearance is None else release_json(clearance))
 
 
@@ -275,9 +238,7 @@ def abort(
     json_: JsonOption = False,
 ) -> None:
     """Abort the running canary now: all traffic goes back to stable. Never gated."""
-    from ..rollout import abort as run_abort
-
-    rollout = run_abort(_env_target(project, env)[1], reason=reason or "aborted by hand")
+    rollout = open_env(project, env).abort(reason=reason or "aborted by hand")
     _finish(rollout, json_=json_, failed_is_error=False)
 
 
@@ -294,11 +255,10 @@ def rollback(
 
     Never gated: going back must work even when today's gates would refuse the old version.
     """
-    from ..rollout import rollback as run_rollback
-
-    target = _env_target(project, env)[1]
-    before = _generation(target)
-    _finish(run_rollback(target, to=to, reason=reason), json_=json_, before=before)
+    with pinned_env(project, env) as environment:
+        before = _generation(environment)
+        result = environment.rollback(to=to, reason=reason)
+    _finish(result, json_=json_, before=before)
 
 
 def resume(
@@ -313,7 +273,9 @@ def resume(
     from ..rollout import resume as run_resume
 
     rollout = run_resume(
-        _env_target(project, env)[1], wait=wait, on_result=None if json_ else _print_step
+        open_env(project, env).rollout_target(),
+        wait=wait,
+        on_result=None if json_ else _print_step,
     )
     _finish(rollout, json_=json_)
 
@@ -325,9 +287,7 @@ def status(
     json_: JsonOption = False,
 ) -> None:
     """What the env serves, the rollout in progress or last finished, and recent changes."""
-    from ..rollout import status as read_status
-
-    report = read_status(_env_target(project, env)[1], history=history)
+    report = open_env(project, env).deployment_status(history=history)
     if json_:
         emit_json(report)
         return
@@ -346,10 +306,8 @@ def register(app: typer.Typer) -> None:
 # --- rendering ----------------------------------------------------------------------------
 
 
-def _generation(target: Target) -> int | None:
-    from ..serving import read_deployment
-
-    table = read_deployment(target.directory)
+def _generation(environment: Env) -> int | None:
+    table = environment.deployment()
     return None if table is None else table.generation
 
 

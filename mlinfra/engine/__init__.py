@@ -11,8 +11,8 @@ import shutil
 from typing import Any, Protocol
 
 from ..config import Environment
-from ..errors import EngineUnavailableError, MlinfraError
-from ..state import KeptResource, LockHolder, ResourceState, UpdateRecord, plain
+from ..errors import EngineUnavailableError
+from ..state import KeptResource, LockHolder, ResourceState, UpdateRecord
 from ._data import DataMove, HeldData
 from ._types import DriftReport, EventSink, Op, PropertyDiff, RunResult, Step, StepEvent
 
@@ -28,7 +28,6 @@ __all__ = [
     "Step",
     "StepEvent",
     "open_engine",
-    "stack_outputs",
 ]
 
 
@@ -115,15 +114,3 @@ def _embedded_state_exists(env: Environment) -> bool:
         return bool(engine.resources())
     finally:
         engine.close()
-
-
-def stack_outputs(env: Environment) -> dict[str, Any]:
-    """The outputs of the environment's stack, secrets unwrapped; the env must be up."""
-    engine = open_engine(env)
-    try:
-        outputs = engine.outputs()
-    finally:
-        engine.close()
-    if not outputs:
-        raise MlinfraError(f"env {env.name!r} is not up; run `mlinfra up --env {env.name}` first")
-    return dict(plain(outputs))

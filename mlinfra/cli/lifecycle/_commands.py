@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ...errors import ConfigError
-from .._options import EnvOption, JsonOption, ModelOption, ProjectOption
+from .._options import (
+    EnvOption,
+    JsonOption,
+    ModelOption,
+    ProjectOption,
+    VersionArgument,
+    pinned_env,
+)
 from .._output import emit_json
-from ._context import VersionArgument, definition, open_registry
 from ._render import TrialBars, print_findings, print_report, print_trained
 
 if TYPE_CHECKING:
-    from ...config import Environment
+    from ...api import Env
     from ...registry import Registry
     from ...training import TrainResult
 
@@ -45,11 +50,10 @@ def train(
     """Check the data, search, fit and register a new version on the env's training cluster."""
     if search not in (None, "grid", "random", "halving", "none"):
         raise ConfigError(f"--search {search!r}: choose grid, random, halving or none")
-    with open_registry(project, env) as (environment, registry, outputs):
+    with pinned_env(project, env) as environment, environment.registry() as registry:
         result = train_version(
             environment,
             registry,
-            outputs,
             model,
             params=param or [],
             search=search,
@@ -61,9 +65,8 @@ def train(
 
 
 def train_version(
-    environment: Environment,
+    environment: Env,
     registry: Registry,
-    outputs: dict[str, Any],
     model: str | None,
     *,
     params: list[str],
@@ -78,16 +81,17 @@ def train_version(
     from ...training import train as run_training
 
     overrides = parse_overrides(params)
+    outputs = environment.outputs()
     with TrialBars(quiet=json_) as bars:
-        declared = definition(environment, model)
+        declared = environment.definition(model)
         try:
             result = run_training(
                 declared,
                 registry=registry,
                 env=environment.name,
-                workspace=Path(outputs["training_workspace"]),
-                workers=int(outputs["training_workers"]),
-                code_paths=outputs.get("training_code_paths"),  # None from a stack without it
+                workspace=outputs.training_workspace,
+                workers=outputs.training_workers,
+                code_paths=outputs.training_code_paths,  # None from a stack without it
                 params=overrides,
                 search=search,  # type: ignore[arg-type]
                 trials=trials,
@@ -116,8 +120,8 @@ def evaluate(
     """Score a version on the env's evaluation data and check its gates; exit 7 if one fails."""
     from ...evaluation import evaluate_declared
 
-    with open_registry(project, env) as (environment, registry, _):
-        declared = definition(environment, model)
+    with pinned_env(project, env) as environment, environment.registry() as registry:
+        declared = environment.definition(model)
         report = evaluate_declared(
             declared,
             registry,

@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ...api import open_project
 from ...errors import ConfigError
 from .._options import (
     EnvOption,
@@ -17,8 +18,11 @@ from .._options import (
     ModelOption,
     ProjectOption,
     ReasonOption,
+    VersionArgument,
     command_line,
+    open_env,
     override_reason,
+    pinned_env,
 )
 from .._output import console, emit_json
 from ..serving import (
@@ -36,9 +40,7 @@ from ..serving import (
     release_json,
     serve,
     show_refusal,
-    target_of,
 )
-from ._context import VersionArgument, definition, env_outputs, model_name, open_registry
 from ._render import metrics_table, number, print_alias_history, version_label
 
 if TYPE_CHECKING:
@@ -56,7 +58,8 @@ def list_versions(
     json_: JsonOption = False,
 ) -> None:
     """List registered versions, newest first, with the env's aliases."""
-    with open_registry(project, env) as (environment, registry, _):
+    environment = open_env(project, env)
+    with environment.registry() as registry:
         versions = registry.summaries(model, limit=limit)
         aliases = _aliases_by_version(registry, {v.model for v in versions}, environment.name)
     rows = [
@@ -95,8 +98,9 @@ def show(
     and its audit trail: where it came from, where it was promoted, gates overridden."""
     from ...evaluation import EVALUATION_KIND
 
-    with open_registry(project, env) as (environment, registry, _):
-        found = registry.resolve(model_name(environment, model), version, env=environment.name)
+    environment = open_env(project, env)
+    with environment.registry() as registry:
+        found = registry.resolve(environment.model_name(model), version, env=environment.name)
         details = _details(registry, found, environment.name)
         reports = registry.reports(found)
     if report:
@@ -149,8 +153,9 @@ def compare(
     """Metrics side by side, and the params and lineage that differ."""
     if len(versions) < 2:
         raise ConfigError("compare needs at least two versions")
-    with open_registry(project, env) as (environment, registry, _):
-        name = model_name(environment, model)
+    environment = open_env(project, env)
+    with environment.registry() as registry:
+        name = environment.model_name(model)
         found = [registry.resolve(name, ref, env=environment.name) for ref in versions]
     labels = [f"v{v.version}" for v in found]
     lineage_keys = ("data_hash", "git_commit", "git_dirty", "search", "trials", "fit_seconds")
@@ -187,22 +192,25 @@ def alias(
     json_: JsonOption = False,
 ) -> None:
     """Move an alias of the env to a version (audited), remove it, or show who moved it when."""
-    with open_registry(project, env) as (environment, registry, _):
-        declared_name = model_name(environment, model)
+    with pinned_env(project, env) as environment:
+        declared_name = environment.model_name(model)
         if version is None and not remove:
-            events = registry.alias_history(declared_name, env=environment.name, alias=name)
-            current = registry.aliases(declared_name, env=environment.name).get(name)
+            events = environment.alias_history(declared_name, alias=name)
+            current = environment.aliases(declared_name).get(name)
             print_alias_history(name, current, [event.to_dict() for event in events], json_)
             return
         if not reason:
             raise ConfigError("give --reason: the audit trail records why an alias moved")
-        if remove or version is None:
-            event = registry.remove_alias(declared_name, name, env=environment.name, reason=reason)
-        else:
-            target = registry.resolve(declared_name, version, env=environment.name)
-            event = registry.set_alias(
-                declared_name, name, target.version, env=environment.name, reason=reason
-            )
+        with environment.registry() as registry:
+            if remove or version is None:
+                event = registry.remove_alias(
+                    declared_name, name, env=environment.name, reason=reason
+                )
+            else:
+                target = registry.resolve(declared_name, version, env=environment.name)
+                event = registry.set_alias(
+                    declared_name, name, target.version, env=environment.name, reason=reason
+                )
     if json_:
         emit_json(event.to_dict())
         return
@@ -226,8 +234,9 @@ def tag(
     pairs = dict(item.partition("=")[::2] for item in tags or [])
     if any("=" not in item for item in tags or []):
         raise ConfigError("tags are key=value")
-    with open_registry(project, env) as (environment, registry, _):
-        found = registry.resolve(model_name(environment, model), version, env=environment.name)
+    environment = open_env(project, env)
+    with environment.registry() as registry:
+        found = registry.resolve(environment.model_name(model), version, env=environment.name)
         updated = registry.tag(found, pairs, remove or [])
     if json_:
         emit_json({"model": updated.model, "version": updated.version, "tags": updated.tags})
@@ -264,7 +273,6 @@ def promote(
     registered with its report) unless --force --reason. --deploy then serves it there.
     """
     from ...evaluation import ReleaseRefusedError, promote_version
-    from ...registry import Registry
 
     override = override_reason(force, reason)
     plan = RolloutPlan.parse(
@@ -278,31 +286,28 @@ def promote(
     )
     if not deploy and (plan.steps is not None or wait or sticky_header):
         raise ConfigError("--canary, --steps, --shadow, --sticky-header and --wait need --deploy")
-    source_env, source_outputs = env_outputs(project, from_env)
-    target_env, target_outputs = env_outputs(project, to_env)
-    declared = definition(target_env, model)
-    with (
-        Registry.open(source_outputs["registry_path"]) as source,
-        Registry.open(target_outputs["registry_path"]) as target,
-    ):
-        try:
-            promotion = promote_version(
-                declared,
-                source,
-                target,
-                version,
-                source_env=source_env.name,
-                target_env=target_env.name,
-                command=command_line(),
-                override=override,
-            )
-        except ReleaseRefusedError as refused:
-            show_refusal(refused, json_=json_)
-            raise
-    served = None
-    if deploy:
-        destination = target_of(target_env, target_outputs)
-        served = serve(destination, promotion.clearance, plan=plan, json_=json_)
+    loaded = open_project(project)
+    source_env, target_env = loaded.env(from_env), loaded.env(to_env)
+    with source_env.pinned(), target_env.pinned():
+        declared = target_env.definition(model)
+        with source_env.registry() as source, target_env.registry() as target:
+            try:
+                promotion = promote_version(
+                    declared,
+                    source,
+                    target,
+                    version,
+                    source_env=source_env.name,
+                    target_env=target_env.name,
+                    command=command_line(),
+                    override=override,
+                )
+            except ReleaseRefusedError as refused:
+                show_refusal(refused, json_=json_)
+                raise
+        served = None
+        if deploy:
+            served = serve(target_env, promotion.clearance, plan=plan, json_=json_)
     if json_:
         emit_json(
             {
