@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -14,31 +15,35 @@ from textual.notifications import SeverityLevel
 from textual.screen import ModalScreen
 
 from ..errors import MlinfraError
-from ._alerts import AlertsView
-from ._confirm import ConfirmScreen
-from ._deployments import DeploymentsView
-from ._detail import DetailView, Line
 from ._environments import EnvironmentsView
-from ._help import HelpScreen
-from ._history import HistoryView
-from ._jump import JumpScreen
-from ._models import ModelsView
-from ._resources import ResourcesView
 from ._source import NothingToDoError, Plan, Source
 from ._view import View
 
 if TYPE_CHECKING:
+    from textual.screen import Screen
+
     from ..monitoring import Alert
+    from ._detail import Line
 
 __all__ = ["ACTIONS", "DEFAULT_REFRESH_SECONDS", "VIEWS", "MlinfraApp"]
 
-VIEWS = {
+
+def _later(module: str, name: str) -> Callable[[], Screen[Any]]:
+    """A view imported when first shown: the first screen waits for its own module only."""
+
+    def make() -> Screen[Any]:
+        return getattr(import_module(module, __package__), name)()
+
+    return make
+
+
+VIEWS: dict[str, Callable[[], Screen[Any]]] = {
     "environments": EnvironmentsView,
-    "resources": ResourcesView,
-    "models": ModelsView,
-    "deployments": DeploymentsView,
-    "alerts": AlertsView,
-    "history": HistoryView,
+    "resources": _later("._resources", "ResourcesView"),
+    "models": _later("._models", "ModelsView"),
+    "deployments": _later("._deployments", "DeploymentsView"),
+    "alerts": _later("._alerts", "AlertsView"),
+    "history": _later("._history", "HistoryView"),
 }
 ACTIONS = ("rollback", "promote", "abort", "refresh", "acknowledge")
 DEFAULT_REFRESH_SECONDS = 2.0
@@ -135,6 +140,8 @@ class MlinfraApp(App[None]):
         self, title: str, columns: Sequence[str], load: Callable[[], list[Line]]
     ) -> None:
         """Drill into one thing of the current env; `load` runs in a worker."""
+        from ._detail import DetailView
+
         self.push_screen(DetailView(title, columns, load, env=self.env_name))
 
     def jump(self, text: str) -> None:
@@ -163,6 +170,8 @@ class MlinfraApp(App[None]):
             if text:
                 self.jump(text)
 
+        from ._jump import JumpScreen
+
         self.push_screen(JumpScreen([*VIEWS, *self.source.env_names]), answered)
 
     def action_filter(self) -> None:
@@ -171,6 +180,8 @@ class MlinfraApp(App[None]):
             screen.open_filter()
 
     def action_help(self) -> None:
+        from ._help import HelpScreen
+
         self.push_screen(HelpScreen())
 
     def action_go_back(self) -> None:
@@ -227,9 +238,12 @@ class MlinfraApp(App[None]):
         except Exception as exc:
             self.call_from_thread(self._finished, _failure(action, exc), "error")
             return
-        self.call_from_thread(
-            self.push_screen, ConfirmScreen(plan), lambda yes: self._answered(plan, bool(yes))
-        )
+        self.call_from_thread(self._ask, plan)
+
+    def _ask(self, plan: Plan) -> None:
+        from ._confirm import ConfirmScreen
+
+        self.push_screen(ConfirmScreen(plan), lambda yes: self._answered(plan, bool(yes)))
 
     def _answered(self, plan: Plan, yes: bool) -> None:
         if not yes:
