@@ -153,6 +153,11 @@ class IrisProject:
         declared = re.compile(r"^gates = \[.*?\]$", re.S | re.M)
         config.write_text(declared.sub(f"gates = [{listed}]", config.read_text(), count=1))
 
+    def destroy_all(self) -> None:
+        """Take every env down, whatever state a test left it in."""
+        for env in self.ports:
+            self.cli("destroy", "--yes", "--force-unlock", "--env", env)
+
     def processes(self) -> list:  # noqa: ANN201 - list[psutil.Process]
         """Every live process started for this project (they all name its folder)."""
         import psutil
@@ -165,9 +170,9 @@ class IrisProject:
         return found
 
 
-@pytest.fixture
-def iris_project(tmp_path: Path) -> Iterator[IrisProject]:
-    root = tmp_path / "iris"
+def copy_iris(root: Path) -> IrisProject:
+    """The bundled example copied to `root`, its envs on free ports, its stack program the
+    repository's."""
     shutil.copytree(ROOT / "examples" / "iris", root, ignore=shutil.ignore_patterns(".mlinfra"))
     config = root / "mlinfra.toml"
     text = config.read_text().replace('"../../stacks"', f'"{ROOT / "stacks"}"')
@@ -175,7 +180,11 @@ def iris_project(tmp_path: Path) -> Iterator[IrisProject]:
     text = text.replace("serving.port = 8701", f"serving.port = {ports['dev']}")
     text = text.replace("serving.port = 8702", f"serving.port = {ports['staging']}")
     config.write_text(text)
-    project = IrisProject(root=root, ports=ports)
+    return IrisProject(root=root, ports=ports)
+
+
+@pytest.fixture
+def iris_project(tmp_path: Path) -> Iterator[IrisProject]:
+    project = copy_iris(tmp_path / "iris")
     yield project
-    for env in ports:
-        project.cli("destroy", "--yes", "--force-unlock", "--env", env)
+    project.destroy_all()
