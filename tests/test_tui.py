@@ -256,7 +256,10 @@ async def test_jump_by_name_prefix_or_env_and_unknown_names_say_so(project: Iris
     async with app.run_test(size=(160, 40)) as pilot:
         await loaded(pilot)
         await jump(pilot, "hist")
-        await loaded(pilot, "history")
+        history = await loaded(pilot, "history")
+        assert "up" in column(history, "kind", "updates")
+        moves = cells(history, "aliases")
+        assert ("iris", "champion") in {(row[1], row[2]) for row in moves}
         await jump(pilot, "nope")
         await until(pilot, lambda: app.said, "a notification")
         message, severity = app.said[-1]
@@ -264,6 +267,16 @@ async def test_jump_by_name_prefix_or_env_and_unknown_names_say_so(project: Iris
         assert app.current_mode == "history"
         await pilot.press("escape")  # back where we came from
         assert app.current_mode == "environments"
+
+
+async def test_the_mouse_picks_an_env_with_a_double_click(project: IrisProject) -> None:
+    app = tui(project)
+    async with app.run_test(size=(160, 40)) as pilot:
+        view = await loaded(pilot)
+        staging = column(view, "env").index("staging")
+        await pilot.click(RowTable, offset=(4, 1 + staging), times=2)  # line 0: the header
+        await loaded(pilot, "resources")
+        assert app.env_name == "staging"
 
 
 async def test_help_lists_the_keys_and_esc_closes_it(project: IrisProject) -> None:
