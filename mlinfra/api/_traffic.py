@@ -27,10 +27,13 @@ class VariantTraffic:
 
 
 def traffic_between(earlier: Snapshot, later: Snapshot, seconds: float) -> list[VariantTraffic]:
-    """Per variant, what changed between two snapshots `seconds` apart (stable first)."""
+    """Per variant, what changed between two snapshots `seconds` apart (stable first); a
+    version that served nothing in between (one served earlier) is left out."""
     delta = later.minus(earlier)
     rows = []
     for (variant, version), stats in sorted(delta.variants.items(), key=_stable_first):
+        if stats.requests == 0:
+            continue
         p50, p99 = stats.quantile(0.5), stats.quantile(0.99)
         rows.append(
             VariantTraffic(

@@ -111,6 +111,13 @@ class DeploymentsView(View[DeploymentData]):
             self._chart(
                 variant.variant, variant.version, variant.requests_per_second, variant.p99_ms
             )
+        if data.traffic is not None:  # a served variant that answered nothing charts a zero
+            answered = {variant.variant for variant in data.traffic}
+            for name, version in (("stable", table.stable), ("canary", table.canary)):
+                if version is not None and name not in answered:
+                    self._chart(name, version, 0.0, None)
+        if data.traffic == []:
+            rows.append(Row("-", ("no requests since the last read", *[""] * (len(TRAFFIC) - 1))))
         if data.traffic is None and data.traffic_problem is None:
             rows.append(Row("-", ("measuring…", *[""] * (len(TRAFFIC) - 1))))
         self.query_one("#traffic", RowTable).show(Rows.of(TRAFFIC, rows))

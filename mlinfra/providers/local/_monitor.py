@@ -81,9 +81,11 @@ class DriftMonitorProvider(LocalProvider[MonitorInputs]):
         if instance.process() is None:
             return gone()
         inputs = self.parse(props)
-        return ReadResult(
-            id_=id_, outs=self._outputs(instance, inputs, trouble=_trouble(instance, inputs))
-        )
+        outs = self._outputs(instance, inputs, trouble=_trouble(instance, inputs))
+        for secret in _SECRETS:  # what is read holds the secrets' digests, not the secrets
+            digest = f"{secret}_sha256"
+            outs[digest] = props.get(digest, outs[digest])
+        return ReadResult(id_=id_, outs=outs)
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         """Stop the monitor. Its directory goes too, unless it holds data (the prediction
