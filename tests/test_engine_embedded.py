@@ -222,32 +222,39 @@ def test_failed_update_names_the_resource_and_keeps_earlier_updates(journal_proj
 
 
 @pytest.mark.parametrize("written_as", [0, 1], ids=["before-versions", "v1"])
-def test_state_of_an_older_mlinfra_is_kept_and_upgraded_to_v2(journal_project, written_as):
+def test_state_of_an_older_mlinfra_is_kept_and_upgraded(journal_project, written_as):
+    from mlinfra.state._sqlite import SCHEMA_VERSION
+
     engine = journal_project.engine()
     engine.up()
     engine.close()
     state_db = journal_project.root / ".mlinfra" / "state.db"
     with sqlite3.connect(state_db) as db:
         db.execute("DROP TABLE kept")  # what v2 added
+        db.execute("DROP TABLE branch_envs")  # what v3 added
         db.execute(f"PRAGMA user_version = {written_as}")
     engine = journal_project.engine()
     assert len(engine.resources()) == 4
     assert engine.kept() == []
+    assert engine.store.branch_envs() == []
     with sqlite3.connect(state_db) as db:
-        assert db.execute("PRAGMA user_version").fetchone() == (2,)
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
 
 
 def test_state_from_newer_mlinfra_is_refused_in_one_line(tmp_path):
     from mlinfra.errors import StateError
     from mlinfra.state import open_state
+    from mlinfra.state._sqlite import SCHEMA_VERSION
 
+    newer = SCHEMA_VERSION + 1
     open_state(tmp_path).close()
     with sqlite3.connect(tmp_path / "state.db") as db:
-        db.execute("PRAGMA user_version = 3")
+        db.execute(f"PRAGMA user_version = {newer}")
     with pytest.raises(StateError) as refused:
         open_state(tmp_path)
     assert str(refused.value) == (
-        f"state at {tmp_path / 'state.db'} has schema v3, this mlinfra needs v2: upgrade mlinfra"
+        f"state at {tmp_path / 'state.db'} has schema v{newer}, this mlinfra needs "
+        f"v{SCHEMA_VERSION}: upgrade mlinfra"
     )
     with sqlite3.connect(tmp_path / "state.db") as db:
-        assert db.execute("PRAGMA user_version").fetchone() == (3,)
+        assert db.execute("PRAGMA user_version").fetchone() == (newer,)

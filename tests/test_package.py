@@ -25,6 +25,7 @@ PACKAGES = [
     "mlinfra.serving",
     "mlinfra.rollout",
     "mlinfra.monitoring",
+    "mlinfra.preview",
 ]
 
 

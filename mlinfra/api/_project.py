@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from ..engine import DriftReport, Engine
     from ..evaluation import Clearance
     from ..monitoring import AckResult, Alert, MonitoringDirectory, MonitorSpec
+    from ..preview import BranchEnvStatus, Collected, Summary
     from ..registry import AliasEvent, ModelVersion, Registry, VersionSummary
     from ..rollout import Rollout, Snapshot, Target
     from ..serving import Deployment
@@ -81,19 +82,37 @@ class Project:
     def env_names(self) -> list[str]:
         return list(self.config.env_names)
 
-    def env(self, name: str | None = None) -> Env:
-        """One env by name; without a name, the project's only env (ConfigError otherwise)."""
+    def env(self, name: str | None = None, *, branch: str | None = None) -> Env:
+        """One env by name; without a name, the project's only env (ConfigError otherwise).
+        With `branch`, that branch's env derived from it (a preview environment: see
+        mlinfra.preview); a branch env is also found by its own name, `dev--feature-x-1a2b3c4d`."""
         if name is None:
             if len(self.env_names) != 1:
                 known = ", ".join(self.env_names)
                 raise ConfigError(f"choose an environment with --env (or MLINFRA_ENV): {known}")
             name = self.env_names[0]
-        if name not in self._envs:
-            self._envs[name] = Env(self.config.environment(name))
-        return self._envs[name]
+        key = name if branch is None else f"{name} {branch}"
+        if key not in self._envs:
+            self._envs[key] = Env(self.config.environment(name, branch=branch))
+        return self._envs[key]
 
     def envs(self) -> list[Env]:
         return [self.env(name) for name in self.env_names]
+
+    def branch_envs(self) -> list[BranchEnvStatus]:
+        """The branch envs recorded in the project's state: record, status, URL, age."""
+        from ..preview import branch_envs
+
+        return branch_envs(self.config)
+
+    def collect_garbage(
+        self, *, older_than: float | None = None, dry_run: bool = False
+    ) -> list[Collected]:
+        """Destroy the branch envs idle for longer than their TTL (or `older_than` seconds),
+        data and all; what happened to each, failures included."""
+        from ..preview import collect_garbage
+
+        return collect_garbage(self.config, older_than=older_than, dry_run=dry_run)
 
     @property
     def model_names(self) -> list[str]:
@@ -210,6 +229,24 @@ class Env:
     def stack_name(self) -> str:
         return self.environment.stack_name
 
+    @property
+    def base(self) -> str:
+        """The env of mlinfra.toml this one is: its own name, or a branch env's base."""
+        return self.environment.base
+
+    @property
+    def branch(self) -> str | None:
+        """The branch of a branch env, as given to --branch; None for an env of mlinfra.toml."""
+        branch = self.environment.branch
+        return branch.name if branch is not None else None
+
+    def summary(self, model: str | None = None) -> Summary:
+        """What `mlinfra ci summary` says: the last update, the model against the base env's
+        champion, its gates, the endpoint."""
+        from ..preview import summarise
+
+        return summarise(self, model)
+
     # -- the stack ----------------------------------------------------------------------------
 
     @contextmanager
@@ -265,7 +302,7 @@ class Env:
         outputs = self.raw_outputs()
         if not outputs:
             raise EnvNotUpError(
-                f"env {self.name!r} is not up; run `mlinfra up --env {self.name}` first"
+                f"env {self.name!r} is not up; run `mlinfra up {self.environment.cli_args}` first"
             )
         program = self.environment.project.stack_dir / "__main__.py"
         return StackOutputs.parse(self.name, plain(outputs), program)
@@ -464,8 +501,8 @@ class Env:
         if directory is None:
             raise ConfigError(
                 f"env {self.name} has no drift monitor: monitoring is off "
-                f"([env.{self.name}.monitoring] enabled = false) or the stack predates it; "
-                f"run `mlinfra up --env {self.name}`"
+                f"([env.{self.base}.monitoring] enabled = false) or the stack predates it; "
+                f"run `mlinfra up {self.environment.cli_args}`"
             )
         path = MonitoringDirectory(directory).spec
         try:
@@ -473,7 +510,7 @@ class Env:
         except FileNotFoundError:
             raise ConfigError(
                 f"env {self.name}'s monitor has not been set up ({path} is missing); "
-                f"run `mlinfra up --env {self.name} --refresh`"
+                f"run `mlinfra up {self.environment.cli_args} --refresh`"
             ) from None
 
     def alerts(self, *, include_acknowledged: bool = False, limit: int = 50) -> list[Alert]:

@@ -11,7 +11,7 @@ import typer
 from .. import __version__
 from ..scaffold import Template, create_project
 from ._errors import run_guarded
-from ._options import EnvOption, ProjectOption
+from ._options import BranchOption, EnvOption, ProjectOption, open_env
 from ._output import console
 
 __all__ = ["app", "main"]
@@ -71,6 +71,7 @@ def init(
 @app.command()
 def tui(
     env: EnvOption = None,
+    branch: BranchOption = None,
     project: ProjectOption = None,
     readonly: Annotated[
         bool, typer.Option("--readonly", help="Look only: every action is disabled.")
@@ -83,6 +84,8 @@ def tui(
     """
     from ..tui import run  # Textual is imported for this command only
 
+    if branch:  # the TUI finds a branch env by its own name
+        env = open_env(project, env, branch).name
     run(project, env=env, readonly=readonly)
 
 
@@ -90,7 +93,7 @@ def _register_commands() -> None:
     from . import _stack
 
     _stack.register(app)
-    for module in ("lifecycle", "serving", "monitoring"):
+    for module in ("lifecycle", "serving", "monitoring", "preview"):
         try:
             plugin = __import__(f"{__name__}.{module}", fromlist=["register"])
         except ModuleNotFoundError as exc:

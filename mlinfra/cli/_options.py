@@ -15,6 +15,7 @@ from ..api import Env, open_project
 from ..errors import ConfigError
 
 __all__ = [
+    "BranchOption",
     "EnvOption",
     "ForceOption",
     "ForceUnlockOption",
@@ -38,6 +39,15 @@ EnvOption = Annotated[
         "-e",
         envvar="MLINFRA_ENV",
         help="Environment, as named by [env.NAME] in mlinfra.toml.",
+    ),
+]
+BranchOption = Annotated[
+    str | None,
+    typer.Option(
+        "--branch",
+        envvar="MLINFRA_BRANCH",
+        help="Act on this branch's own env, derived from --env (made by `up`; see "
+        "docs/preview-envs.md).",
     ),
 ]
 ProjectOption = Annotated[
@@ -92,16 +102,19 @@ def command_line() -> str:
     return shlex.join(["mlinfra", *sys.argv[1:]])
 
 
-def open_env(project_dir: Path | None, env_name: str | None) -> Env:
-    """The environment a command acts on; without --env, the project's only one."""
-    return open_project(project_dir).env(env_name)
+def open_env(project_dir: Path | None, env_name: str | None, branch: str | None = None) -> Env:
+    """The environment a command acts on; without --env, the project's only one; with
+    --branch, that branch's env derived from it."""
+    return open_project(project_dir).env(env_name, branch=branch or None)
 
 
 @contextmanager
-def pinned_env(project_dir: Path | None, env_name: str | None) -> Iterator[Env]:
+def pinned_env(
+    project_dir: Path | None, env_name: str | None, branch: str | None = None
+) -> Iterator[Env]:
     """The environment a command acts on, its stack's outputs read once for the command
     (EnvNotUpError before `mlinfra up`; ConfigError naming an export the stack lacks)."""
-    environment = open_env(project_dir, env_name)
+    environment = open_env(project_dir, env_name, branch)
     with environment.pinned():
         yield environment
 

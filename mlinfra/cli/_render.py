@@ -88,6 +88,7 @@ def result_json(result: RunResult, *, show_secrets: bool = False) -> dict[str, A
         "outputs": masked(result.outputs, show_secrets=show_secrets),
         "seconds": round(result.seconds, 3),
         "warnings": result.warnings,
+        "notes": result.notes,
     }
 
 
@@ -187,6 +188,8 @@ def print_result(result: RunResult, *, diff: bool = False, show_secrets: bool = 
     )
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/] {escape(warning)}")
+    for note in result.notes:
+        console.print(escape(note), soft_wrap=True)
     if result.outputs and result.kind != "destroy":
         print_outputs(result.outputs, show_secrets=show_secrets)
 

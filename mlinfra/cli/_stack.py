@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..api import open_project
 from . import _render as render
 from ._options import (
+    BranchOption,
     EnvOption,
     ForceUnlockOption,
     JsonOption,
@@ -51,12 +51,13 @@ def _change(run: Callable[..., RunResult], *, json_: bool) -> None:
 
 def preview(
     env: EnvOption = None,
+    branch: BranchOption = None,
     project: ProjectOption = None,
     diff: Annotated[bool, typer.Option("--diff", help="Show every property that changes.")] = False,
     json_: JsonOption = False,
 ) -> None:
     """Show what `up` would change, resource by resource; changes nothing."""
-    with open_env(project, env).engine() as engine:
+    with open_env(project, env, branch).engine() as engine:
         result = engine.preview()
     if json_:
         emit_json(render.result_json(result))
@@ -66,6 +67,7 @@ def preview(
 
 def up(
     env: EnvOption = None,
+    branch: BranchOption = None,
     project: ProjectOption = None,
     yes: YesOption = False,
     refresh: Annotated[
@@ -79,7 +81,7 @@ def up(
 
     A registry holding model versions is never deleted or replaced without --delete-data.
     """
-    with open_env(project, env).engine() as engine:
+    with open_env(project, env, branch).engine() as engine:
         if not yes:
             planned = engine.preview()
             render.print_result(planned)
@@ -93,6 +95,7 @@ def up(
 
 def destroy(
     env: EnvOption = None,
+    branch: BranchOption = None,
     project: ProjectOption = None,
     yes: YesOption = False,
     force_unlock: ForceUnlockOption = False,
@@ -104,7 +107,7 @@ def destroy(
     A registry holding model versions is kept (its files stay, the state forgets it) unless
     --delete-data, which also deletes what earlier destroys kept.
     """
-    environment = open_env(project, env)
+    environment = open_env(project, env, branch)
     with environment.engine() as engine:
         count = len(engine.resources())
         kept = engine.kept()
@@ -123,6 +126,7 @@ def destroy(
 
 def refresh(
     env: EnvOption = None,
+    branch: BranchOption = None,
     project: ProjectOption = None,
     apply: Annotated[
         bool, typer.Option("--apply", help="Write what was read into the state.")
@@ -131,7 +135,7 @@ def refresh(
     json_: JsonOption = False,
 ) -> None:
     """Read every resource and report what changed outside mlinfra (exit 1 when drifted)."""
-    environment = open_env(project, env)
+    environment = open_env(project, env, branch)
     reports = environment.refresh(apply=apply, force_unlock=force_unlock)
     if json_:
         emit_json({"stack": environment.stack_name, "resources": render.drift_json(reports)})
@@ -142,9 +146,14 @@ def refresh(
         raise typer.Exit(1)
 
 
-def status(env: EnvOption = None, project: ProjectOption = None, json_: JsonOption = False) -> None:
+def status(
+    env: EnvOption = None,
+    branch: BranchOption = None,
+    project: ProjectOption = None,
+    json_: JsonOption = False,
+) -> None:
     """Show the environment's resources, its last update and who holds its lock."""
-    found = open_env(project, env).status()
+    found = open_env(project, env, branch).status()
     last, lock = found.last_update, found.lock
     if json_:
         emit_json(
@@ -167,12 +176,13 @@ def status(env: EnvOption = None, project: ProjectOption = None, json_: JsonOpti
 
 def outputs(
     env: EnvOption = None,
+    branch: BranchOption = None,
     project: ProjectOption = None,
     show_secrets: ShowSecretsOption = False,
     json_: JsonOption = False,
 ) -> None:
     """Print the stack's outputs (secrets masked unless --show-secrets)."""
-    values = open_env(project, env).raw_outputs()
+    values = open_env(project, env, branch).raw_outputs()
     if json_:
         emit_json(render.masked(values, show_secrets=show_secrets))
     else:
@@ -181,46 +191,22 @@ def outputs(
 
 def history(
     env: EnvOption = None,
+    branch: BranchOption = None,
     project: ProjectOption = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many updates.")] = 20,
     json_: JsonOption = False,
 ) -> None:
     """List the stack's updates: when, who, which commit, what changed, how it ended."""
-    records = open_env(project, env).history(limit=limit)
+    records = open_env(project, env, branch).history(limit=limit)
     if json_:
         emit_json(render.history_json(records))
     else:
         render.print_history(records)
 
 
-def envs(project: ProjectOption = None, json_: JsonOption = False) -> None:
-    """List the project's environments with their target and engine."""
-    loaded = open_project(project).config
-    rows = [
-        {
-            "name": name,
-            "target": settings.target,
-            "engine": settings.engine,
-            "port": settings.serving.port,
-        }
-        for name, settings in loaded.config.env.items()
-    ]
-    if json_:
-        emit_json({"project": loaded.name, "root": str(loaded.root), "envs": rows})
-        return
-    from rich.table import Table
-
-    table = Table(
-        "env", "target", "engine", "port", title=f"project {loaded.name}", title_justify="left"
-    )
-    for row in rows:
-        table.add_row(*(str(row[key]) for key in ("name", "target", "engine", "port")))
-    console.print(table)
-
-
 def register(app: typer.Typer) -> None:
     from . import _state
 
-    for command in (preview, up, destroy, refresh, status, outputs, history, envs):
+    for command in (preview, up, destroy, refresh, status, outputs, history):
         app.command()(command)
     _state.register(app)

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from ..errors import ConfigError, DriftDetectedError
 from ._options import (
+    BranchOption,
     EnvOption,
     JsonOption,
     ModelOption,
@@ -42,6 +43,7 @@ FileOption = Annotated[
 
 def drift(
     env: EnvOption = None,
+    branch: BranchOption = None,
     project: ProjectOption = None,
     window: Annotated[
         str | None, typer.Option("--window", help="Live traffic to compare: 30m, 1h, 1d.")
@@ -93,7 +95,7 @@ def drift(
         return
     if categorical or prediction:
         raise ConfigError("--categorical and --prediction go with --reference and --current")
-    document = _observe(project, env, window)
+    document = _observe(open_env(project, env, branch), window)
     report = document["report"]
     if json_:
         emit_json({**document, "report": report.model_dump(mode="json") if report else None})
@@ -103,10 +105,9 @@ def drift(
         _fail_if_drift(report, fail_on_drift)
 
 
-def _observe(project: Path | None, env: str | None, window: str | None) -> dict[str, Any]:
+def _observe(environment: Env, window: str | None) -> dict[str, Any]:
     from .._durations import parse_duration
 
-    environment = open_env(project, env)
     seconds = None if window is None else parse_duration(window, what="--window")
     return environment.observe_drift(window_seconds=seconds)
 
@@ -122,6 +123,7 @@ def _fail_if_drift(report: DriftReport, fail_on_drift: bool) -> None:
 def alerts(
     context: typer.Context,
     env: EnvOption = None,
+    branch: BranchOption = None,
     project: ProjectOption = None,
     all_: Annotated[bool, typer.Option("--all", help="Include acknowledged alerts.")] = False,
     limit: Annotated[int, typer.Option("--limit", min=1, help="Newest alerts to show.")] = 50,
@@ -131,7 +133,7 @@ def alerts(
     as seen."""
     if context.invoked_subcommand is not None:
         return
-    environment = open_env(project, env)
+    environment = open_env(project, env, branch)
     found = environment.alerts(include_acknowledged=all_, limit=limit)
     if json_:
         emit_json([alert.model_dump(mode="json") for alert in found])
@@ -142,11 +144,12 @@ def alerts(
 def acknowledge(
     alert_id: Annotated[int, typer.Argument(metavar="ID", help="The alert's id.")],
     env: EnvOption = None,
+    branch: BranchOption = None,
     project: ProjectOption = None,
     json_: JsonOption = False,
 ) -> None:
     """Mark an alert as seen: it is not delivered any more, and a repeat raises a new one."""
-    result = open_env(project, env).acknowledge(alert_id)
+    result = open_env(project, env, branch).acknowledge(alert_id)
     if json_:
         emit_json({**result.alert.model_dump(mode="json"), "already": result.already})
     else:
@@ -156,12 +159,13 @@ def acknowledge(
 def feedback(
     file: Annotated[Path, typer.Argument(dir_okay=False, help="CSV or Parquet: request_id,label.")],
     env: EnvOption = None,
+    branch: BranchOption = None,
     project: ProjectOption = None,
     json_: JsonOption = False,
 ) -> None:
     """Record the true labels of served predictions (columns request_id and label), joined by
     request id so that the monitor measures accuracy or RMSE where labels exist."""
-    environment = open_env(project, env)
+    environment = open_env(project, env, branch)
     recorded = environment.record_labels(file)
     name = environment.name
     if json_:
@@ -172,6 +176,7 @@ def feedback(
 
 def cycle(
     env: EnvOption = None,
+    branch: BranchOption = None,
     project: ProjectOption = None,
     model: ModelOption = None,
     search: Annotated[
@@ -208,7 +213,7 @@ def cycle(
         serve,
     )
 
-    with pinned_env(project, env) as environment, environment.registry() as registry:
+    with pinned_env(project, env, branch) as environment, environment.registry() as registry:
         if not confirm(
             f"Train a new version and deploy it to env {environment.name} if its gates pass?",
             yes=yes,

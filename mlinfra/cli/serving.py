@@ -18,6 +18,7 @@ from rich.table import Table
 
 from ..errors import GateFailedError
 from ._options import (
+    BranchOption,
     EnvOption,
     ForceOption,
     JsonOption,
@@ -122,6 +123,7 @@ class RolloutPlan:
 def deploy(
     version: Annotated[str, typer.Argument(help="Version to serve: 3, v3, latest or an alias.")],
     env: EnvOption = None,
+    branch: BranchOption = None,
     project: ProjectOption = None,
     model: ModelOption = None,
     canary: CanaryOption = None,
@@ -153,7 +155,7 @@ def deploy(
         sticky_header=sticky_header,
         min_samples=min_samples,
     )
-    with pinned_env(project, env) as environment:
+    with pinned_env(project, env, branch) as environment:
         name = _model_to_serve(environment, model)
         clearance = clear_release(environment, name, version, override=override, json_=json_)
         before = _generation(environment)
@@ -207,6 +209,7 @@ def clear_release(
 
 def promote(
     env: EnvOption = None,
+    branch: BranchOption = None,
     project: ProjectOption = None,
     reason: ReasonOption = None,
     force: ForceOption = False,
@@ -217,7 +220,7 @@ def promote(
     from ..evaluation import ReleaseRefusedError
 
     override = override_reason(force, reason, reason_alone=True)
-    with pinned_env(project, env) as environment:
+    with pinned_env(project, env, branch) as environment:
         try:
             rollout = environment.promote(
                 reason=reason or "promoted by hand", override=override, command=command_line()
@@ -233,17 +236,19 @@ def promote(
 
 def abort(
     env: EnvOption = None,
+    branch: BranchOption = None,
     project: ProjectOption = None,
     reason: ReasonOption = None,
     json_: JsonOption = False,
 ) -> None:
     """Abort the running canary now: all traffic goes back to stable. Never gated."""
-    rollout = open_env(project, env).abort(reason=reason or "aborted by hand")
+    rollout = open_env(project, env, branch).abort(reason=reason or "aborted by hand")
     _finish(rollout, json_=json_, failed_is_error=False)
 
 
 def rollback(
     env: EnvOption = None,
+    branch: BranchOption = None,
     project: ProjectOption = None,
     to: Annotated[
         str | None, typer.Option("--to", help="Version to serve (default: previous champion).")
@@ -255,7 +260,7 @@ def rollback(
 
     Never gated: going back must work even when today's gates would refuse the old version.
     """
-    with pinned_env(project, env) as environment:
+    with pinned_env(project, env, branch) as environment:
         before = _generation(environment)
         result = environment.rollback(to=to, reason=reason)
     _finish(result, json_=json_, before=before)
@@ -263,6 +268,7 @@ def rollback(
 
 def resume(
     env: EnvOption = None,
+    branch: BranchOption = None,
     project: ProjectOption = None,
     wait: WaitOption = False,
     json_: JsonOption = False,
@@ -273,7 +279,7 @@ def resume(
     from ..rollout import resume as run_resume
 
     rollout = run_resume(
-        open_env(project, env).rollout_target(),
+        open_env(project, env, branch).rollout_target(),
         wait=wait,
         on_result=None if json_ else _print_step,
     )
@@ -282,12 +288,13 @@ def resume(
 
 def status(
     env: EnvOption = None,
+    branch: BranchOption = None,
     project: ProjectOption = None,
     history: Annotated[int, typer.Option("--history", min=0, help="Past events to show.")] = 10,
     json_: JsonOption = False,
 ) -> None:
     """What the env serves, the rollout in progress or last finished, and recent changes."""
-    report = open_env(project, env).deployment_status(history=history)
+    report = open_env(project, env, branch).deployment_status(history=history)
     if json_:
         emit_json(report)
         return

@@ -4,6 +4,7 @@ from ._models import (
     EnvSettings,
     ModelSpec,
     MonitoringSettings,
+    PreviewSettings,
     ProjectConfig,
     ProjectSettings,
     PulumiSettings,
@@ -13,6 +14,8 @@ from ._models import (
 )
 from ._project import (
     CONFIG_FILE,
+    STATE_DIR_ENV,
+    Branch,
     Environment,
     Project,
     current_environment,
@@ -23,10 +26,13 @@ from ._project import (
 
 __all__ = [
     "CONFIG_FILE",
+    "STATE_DIR_ENV",
+    "Branch",
     "EnvSettings",
     "Environment",
     "ModelSpec",
     "MonitoringSettings",
+    "PreviewSettings",
     "Project",
     "ProjectConfig",
     "ProjectSettings",

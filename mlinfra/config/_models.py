@@ -17,10 +17,12 @@ from .._durations import parse_duration
 from ..errors import ConfigError
 
 __all__ = [
+    "BRANCH_SEPARATOR",
     "KUBERNETES_LATER",
     "EnvSettings",
     "ModelSpec",
     "MonitoringSettings",
+    "PreviewSettings",
     "ProjectConfig",
     "ProjectSettings",
     "PulumiSettings",
@@ -32,6 +34,8 @@ __all__ = [
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,39}$"
 KUBERNETES_LATER = 'the kubernetes target arrives in a later release; use target = "local"'
 ENTRY_POINT_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
+BRANCH_SEPARATOR = "--"
+"""Between an env's name and its branch's in the name of a branch env: `dev--feature-x-1a2b3c4d`."""
 
 
 def _duration(text: str) -> str:
@@ -177,10 +181,29 @@ class EnvSettings(_Strict):
         return self
 
 
+class PreviewSettings(_Strict):
+    """Branch envs (`--branch`): how long they live, what they start with, where they serve."""
+
+    ttl: Duration = Field("7d", description="a branch env not brought up for this long expires")
+    seed_champion: bool = Field(True, description="copy the base env's champion at creation")
+    port_range: tuple[int, int] = Field(
+        (30000, 32767), description="serving ports of branch envs, first and last"
+    )
+
+    @field_validator("port_range")
+    @classmethod
+    def _ports_in_order(cls, ports: tuple[int, int]) -> tuple[int, int]:
+        first, last = ports
+        if not 1024 <= first <= last <= 65535:
+            raise ValueError(f"use [first, last] with 1024 <= first <= last <= 65535, got {ports}")
+        return ports
+
+
 class ProjectConfig(_Strict):
     project: ProjectSettings
     models: dict[str, ModelSpec] = Field(default_factory=dict)
     env: dict[str, EnvSettings] = Field(min_length=1)
+    preview: PreviewSettings = PreviewSettings()
 
     @model_validator(mode="before")
     @classmethod
@@ -200,6 +223,11 @@ class ProjectConfig(_Strict):
         for name in envs:
             if not re.match(NAME_PATTERN, name):
                 raise ValueError(f"env name {name!r}: use lowercase letters, digits and dashes")
+            if BRANCH_SEPARATOR in name:
+                raise ValueError(
+                    f"env name {name!r}: {BRANCH_SEPARATOR!r} is kept for branch envs "
+                    "(dev--feature-x-1a2b3c4d); use single dashes"
+                )
         ports: dict[int, str] = {}
         for name, env in envs.items():
             if env.serving.port in ports:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import os
+import shlex
 import tomllib
 import typing
 from collections.abc import Iterator
@@ -16,10 +17,12 @@ from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
 from ..errors import ConfigError
-from ._models import EnvSettings, ProjectConfig
+from ._models import BRANCH_SEPARATOR, EnvSettings, ProjectConfig
 
 __all__ = [
     "CONFIG_FILE",
+    "STATE_DIR_ENV",
+    "Branch",
     "Environment",
     "Project",
     "current_environment",
@@ -29,23 +32,51 @@ __all__ = [
 ]
 
 CONFIG_FILE = "mlinfra.toml"
+STATE_DIR_ENV = "MLINFRA_STATE_DIR"
+"""Overrides `project.state_dir`: state that outlives a CI runner's checkout."""
 _current: contextvars.ContextVar[Environment | None] = contextvars.ContextVar(
     "mlinfra_environment", default=None
 )
 
 
 @dataclass(frozen=True)
+class Branch:
+    """What a branch env derives from: a branch, and the env of mlinfra.toml it copies."""
+
+    name: str
+    base: str
+
+
+@dataclass(frozen=True)
 class Environment:
-    """One environment of a project, with every path it owns worked out."""
+    """One environment of a project, with every path it owns worked out.
+
+    A branch env (`mlinfra.preview`) has a name of its own, `dev--feature-x-1a2b3c4d`, and the
+    settings of its base env but for its serving port and registry, which are its own."""
 
     project: Project
     name: str
     settings: EnvSettings
+    branch: Branch | None = None
+
+    @property
+    def base(self) -> str:
+        """The env of mlinfra.toml whose settings this one has: its own name, or a branch
+        env's base."""
+        return self.branch.base if self.branch is not None else self.name
 
     @property
     def stack_name(self) -> str:
-        """The identity of this environment's stack; a branch suffix will extend it."""
+        """The identity of this environment's stack (a branch env's carries its branch)."""
         return self.name
+
+    @property
+    def cli_args(self) -> str:
+        """How commands name this env, for messages that say what to run next: `--env dev`,
+        or `--env dev --branch feature/x` (which works before the branch env's first up)."""
+        if self.branch is None:
+            return f"--env {self.name}"
+        return f"--env {self.branch.base} --branch {shlex.quote(self.branch.name)}"
 
     @property
     def state_dir(self) -> Path:
@@ -77,7 +108,8 @@ class Project:
 
     @property
     def state_dir(self) -> Path:
-        return self.resolve(self.config.project.state_dir)
+        """`$MLINFRA_STATE_DIR`, else `project.state_dir`; relative to the project's folder."""
+        return self.resolve(os.environ.get(STATE_DIR_ENV) or self.config.project.state_dir)
 
     @property
     def stack_dir(self) -> Path:
@@ -90,7 +122,13 @@ class Project:
     def env_names(self) -> list[str]:
         return list(self.config.env)
 
-    def environment(self, name: str) -> Environment:
+    def environment(self, name: str, *, branch: str | None = None) -> Environment:
+        """Env `name` of mlinfra.toml; with `branch`, that branch's env derived from it (see
+        mlinfra.preview); a branch env is also found by its own name."""
+        if branch is not None or BRANCH_SEPARATOR in name:
+            from ..preview import branch_environment
+
+            return branch_environment(self, name, branch)
         settings = self.config.env.get(name)
         if settings is None:
             known = ", ".join(self.env_names)
@@ -184,4 +222,4 @@ def current_environment() -> Environment:
     import pulumi
 
     project = load_project(Path(os.environ.get("MLINFRA_PROJECT_DIR", Path.cwd())))
-    return project.environment(pulumi.get_stack())
+    return project.environment(pulumi.get_stack())  # a branch env's stack is its name

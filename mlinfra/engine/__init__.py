@@ -73,12 +73,27 @@ class Engine(Protocol):
         deletes them."""
         ...
 
+    def forget(self) -> None:
+        """Drop everything the engine keeps of the stack (its history too), once destroyed:
+        for a branch env that is gone."""
+        ...
+
     def close(self) -> None: ...
 
 
 def open_engine(env: Environment) -> Engine:
     """The engine the environment asks for; `auto` takes pulumi when its CLI is on PATH,
-    unless the embedded engine already holds this stack's state."""
+    unless the embedded engine already holds this stack's state. A branch env's engine also
+    keeps its record (mlinfra.preview)."""
+    engine = _own_engine(env)
+    if env.branch is None:
+        return engine
+    from ..preview import BranchEngine
+
+    return BranchEngine(engine)
+
+
+def _own_engine(env: Environment) -> Engine:
     choice = env.settings.engine
     if choice == "auto":
         choice = (

@@ -72,6 +72,9 @@ class EmbeddedEngine:
     def kept(self) -> list[KeptResource]:
         return self.store.kept(self.stack)
 
+    def forget(self) -> None:
+        self.store.forget_stack(self.stack)
+
     def data_at_risk(self) -> dict[str, HeldData]:
         """What deleting each resource would lose, by name, asked live of the providers."""
         from ._deployment import data_held_by
@@ -260,7 +263,7 @@ class EmbeddedEngine:
         """Hold the stack's lock, back the state up and write the history record around a
         change; Ctrl-C is recorded as `interrupted`, anything else that stops it as `failed`."""
         store = self.store
-        store.acquire_lock(self.stack, f"mlinfra {kind} --env {self.env.name}", force=force_unlock)
+        store.acquire_lock(self.stack, f"mlinfra {kind} {self.env.cli_args}", force=force_unlock)
         record: dict[str, Any] = {"steps": []}
         try:
             commit, dirty = git_state(self.env.project.root, untracked=False)

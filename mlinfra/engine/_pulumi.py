@@ -114,6 +114,13 @@ class PulumiEngine:
         """Pulumi keeps no record of what it leaves behind."""
         return []
 
+    def forget(self) -> None:
+        """`pulumi stack rm`: the stack's history goes from the backend too."""
+        if self._existing_stack() is not None:
+            with self._errors():
+                self._open_workspace().remove_stack(self.stack_name)
+            self._stack = None
+
     # Changes
 
     def preview(self, *, on_event: EventSink | None = None) -> RunResult:
@@ -278,7 +285,7 @@ class PulumiEngine:
 
     def _message(self, kind: str) -> str:
         """The update message pulumi keeps in its history; `history()` reads the runner back."""
-        return f"mlinfra {kind} --env {self.env.name} by {current_user()}@{socket.gethostname()}"
+        return f"mlinfra {kind} {self.env.cli_args} by {current_user()}@{socket.gethostname()}"
 
     # Locks
 

@@ -89,6 +89,8 @@ class RunResult:
     engine: str
     warnings: list[str] = field(default_factory=list)
     """Things the user should look at although the run succeeded."""
+    notes: list[str] = field(default_factory=list)
+    """What the run did beside its steps: a branch env's champion seeded, its record dropped."""
 
     @property
     def counts(self) -> dict[str, int]:

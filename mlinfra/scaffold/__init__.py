@@ -7,7 +7,6 @@ and serving ports of its own, so that projects made on one machine do not clash.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -79,10 +78,9 @@ def create_project(
 def project_ports(name: str, envs: dict[str, str]) -> dict[str, int]:
     """A serving port per env (env -> host), consecutive from a hash of the project name, so that
     projects of different names spread over PORT_RANGE; a port something listens on is skipped."""
-    from ..providers.local._ports import port_free
+    from ..providers.local._ports import port_free, spread_ports
 
-    start = int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big")
-    candidates = (PORT_RANGE[(start + step) % len(PORT_RANGE)] for step in range(len(PORT_RANGE)))
+    candidates = spread_ports(name, PORT_RANGE)
     ports: dict[str, int] = {}
     for env, host in envs.items():
         port = next((port for port in candidates if port_free(host, port)), None)

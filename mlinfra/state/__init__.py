@@ -8,7 +8,14 @@ from pathlib import Path
 
 from ._backup import BACKUP_DIR, KEEP_BACKUPS, StateBackup, list_backups
 from ._integrity import apply_schema, translating_sqlite_errors
-from ._model import KeptResource, LockHolder, PendingOperation, ResourceState, UpdateRecord
+from ._model import (
+    BranchEnvRecord,
+    KeptResource,
+    LockHolder,
+    PendingOperation,
+    ResourceState,
+    UpdateRecord,
+)
 from ._recover import (
     Recovery,
     RecoveryPlan,
@@ -24,6 +31,7 @@ __all__ = [
     "BACKUP_DIR",
     "KEEP_BACKUPS",
     "PASSPHRASE_ENV",
+    "BranchEnvRecord",
     "KeptResource",
     "LockHolder",
     "PendingOperation",

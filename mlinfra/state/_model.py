@@ -5,7 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["KeptResource", "LockHolder", "PendingOperation", "ResourceState", "UpdateRecord"]
+__all__ = [
+    "BranchEnvRecord",
+    "KeptResource",
+    "LockHolder",
+    "PendingOperation",
+    "ResourceState",
+    "UpdateRecord",
+]
 
 
 @dataclass
@@ -75,3 +82,25 @@ class UpdateRecord:
     result: str
     summary: dict[str, int]
     error: str
+
+
+@dataclass(frozen=True)
+class BranchEnvRecord:
+    """A branch env (`--branch`): what it derives from, who made it from which commit, when, how
+    long it may stay idle, and the serving port it holds for as long as it exists."""
+
+    stack: str
+    base: str
+    branch: str
+    port: int
+    commit: str
+    creator: str
+    created_at: float
+    updated_at: float
+    """when it was last brought up: its TTL counts from here"""
+    ttl_seconds: float
+    seeded: dict[str, int] | None = None
+    """model -> the base env's champion version copied in at creation; None: not seeded yet"""
+
+    def expires_at(self, older_than: float | None = None) -> float:
+        return self.updated_at + (self.ttl_seconds if older_than is None else older_than)

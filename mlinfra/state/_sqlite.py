@@ -12,8 +12,9 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +22,22 @@ from .._identity import current_user
 from ..errors import StateError, StateLockedError
 from ._backup import BACKUP_DIR, RECOVER_HINT, StateBackup, list_backups, write_backup
 from ._integrity import apply_schema, translating_sqlite_errors
-from ._model import KeptResource, LockHolder, PendingOperation, ResourceState, UpdateRecord
+from ._model import (
+    BranchEnvRecord,
+    KeptResource,
+    LockHolder,
+    PendingOperation,
+    ResourceState,
+    UpdateRecord,
+)
 from ._secrets import SecretBox, is_secret, wrap_secret
 
 __all__ = ["SCHEMA_VERSION", "UPDATE_SELECT", "SqliteStateStore", "holder_alive", "update_record"]
 
 # Kept in the file's `PRAGMA user_version`; bump it with every change to _SCHEMA. Changes so far
-# only add tables (v2: `kept`), so an older state is upgraded in place by creating them.
-SCHEMA_VERSION = 2
+# only add tables (v2: `kept`, v3: `branch_envs`), so an older state is upgraded in place by
+# creating them.
+SCHEMA_VERSION = 3
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS resources (
@@ -51,6 +60,9 @@ CREATE TABLE IF NOT EXISTS kept (
     stack TEXT NOT NULL, urn TEXT NOT NULL, body TEXT NOT NULL, held TEXT NOT NULL,
     kept_at REAL NOT NULL,
     PRIMARY KEY (stack, urn)
+);
+CREATE TABLE IF NOT EXISTS branch_envs (
+    stack TEXT PRIMARY KEY, port INTEGER NOT NULL UNIQUE, body TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS locks (
     stack TEXT PRIMARY KEY, pid INTEGER NOT NULL, started_at REAL NOT NULL, host TEXT NOT NULL,
@@ -433,6 +445,62 @@ class SqliteStateStore:
         pid, _, host, user, command, since = rows[0]
         return LockHolder(pid=pid, host=host, user=user, command=command, since=since)
 
+    # Branch envs: one row each, holding its serving port (UNIQUE: never two envs on one port)
+
+    def branch_envs(self) -> list[BranchEnvRecord]:
+        rows = self._query("SELECT body FROM branch_envs ORDER BY stack")
+        return [BranchEnvRecord(**json.loads(row[0])) for row in rows]
+
+    def branch_env(self, stack: str) -> BranchEnvRecord | None:
+        rows = self._query("SELECT body FROM branch_envs WHERE stack = ?", (stack,))
+        return BranchEnvRecord(**json.loads(rows[0][0])) if rows else None
+
+    def claim_branch_env(
+        self, draft: BranchEnvRecord, choose_port: Callable[[set[int]], int]
+    ) -> BranchEnvRecord:
+        """Record a branch env, or bring its record up to date (commit, last up, TTL); a new
+        one gets the port `choose_port` picks among those no other branch env holds. One
+        transaction, so two envs made at once never pick one port."""
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT body FROM branch_envs WHERE stack = ?", (draft.stack,)
+            ).fetchone()
+            if row:
+                known = BranchEnvRecord(**json.loads(row[0]))
+                record = replace(
+                    known,
+                    commit=draft.commit or known.commit,
+                    updated_at=draft.updated_at,
+                    ttl_seconds=draft.ttl_seconds,
+                )
+            else:
+                taken = {port for (port,) in db.execute("SELECT port FROM branch_envs")}
+                record = replace(draft, port=choose_port(taken))
+            db.execute(
+                "INSERT OR REPLACE INTO branch_envs (stack, port, body) VALUES (?, ?, ?)",
+                (record.stack, record.port, json.dumps(asdict(record), sort_keys=True)),
+            )
+            return record
+
+    def set_branch_env_seeded(self, stack: str, seeded: dict[str, int]) -> None:
+        with self._transaction() as db:
+            row = db.execute("SELECT body FROM branch_envs WHERE stack = ?", (stack,)).fetchone()
+            if row:
+                body = {**json.loads(row[0]), "seeded": seeded}
+                db.execute(
+                    "UPDATE branch_envs SET body = ? WHERE stack = ?",
+                    (json.dumps(body, sort_keys=True), stack),
+                )
+
+    def forget_stack(self, stack: str) -> None:
+        """Drop every row of the stack: resources, what destroys kept, outputs, history, lock
+        and branch record; for a branch env that is gone, so that nothing of it is left."""
+        with self._transaction() as db:
+            for table in _STACK_TABLES:
+                db.execute(f"DELETE FROM {table} WHERE stack = ?", (stack,))
+
+
+_STACK_TABLES = ("resources", "operations", "outputs", "updates", "kept", "locks", "branch_envs")
 
 UPDATE_SELECT = (
     "SELECT id, stack, kind, started, finished, user, host, git_commit, dirty, result, summary, "

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._code_paths import put_first_on_path
 from ..config import ModelSpec
+from ..config._models import BRANCH_SEPARATOR
 from ..data import as_frame, as_series
 from ..errors import ConfigError, MlinfraError
 from ..evaluation import Gate, default_metric, parse_gate
@@ -209,8 +210,9 @@ def _call_loader(
     loader: Callable[..., Any], env: str, what: str, root: Path | None
 ) -> tuple[pandas.DataFrame, pandas.Series]:
     wants_env = "env" in inspect.signature(loader).parameters
+    base = env.split(BRANCH_SEPARATOR, 1)[0]  # a branch env loads what the env it derives from does
     with _user_code(_reference(loader), root, "fix the loader or the data it reads"):
-        loaded = loader(env=env) if wants_env else loader()
+        loaded = loader(env=base) if wants_env else loader()
     if hasattr(loaded, "data") and hasattr(loaded, "target"):
         features, target = loaded.data, loaded.target
     elif isinstance(loaded, tuple | list) and len(loaded) == 2:

@@ -8,6 +8,7 @@ import typer
 
 from ...errors import ConfigError
 from .._options import (
+    BranchOption,
     EnvOption,
     JsonOption,
     ModelOption,
@@ -31,6 +32,7 @@ def train(
         str | None, typer.Argument(help="Model to train (default: the only one).")
     ] = None,
     env: EnvOption = None,
+    branch: BranchOption = None,
     project: ProjectOption = None,
     param: Annotated[
         list[str] | None,
@@ -50,7 +52,7 @@ def train(
     """Check the data, search, fit and register a new version on the env's training cluster."""
     if search not in (None, "grid", "random", "halving", "none"):
         raise ConfigError(f"--search {search!r}: choose grid, random, halving or none")
-    with pinned_env(project, env) as environment, environment.registry() as registry:
+    with pinned_env(project, env, branch) as environment, environment.registry() as registry:
         result = train_version(
             environment,
             registry,
@@ -110,6 +112,7 @@ def train_version(
 def evaluate(
     version: VersionArgument,
     env: EnvOption = None,
+    branch: BranchOption = None,
     project: ProjectOption = None,
     model: ModelOption = None,
     against: Annotated[
@@ -120,7 +123,7 @@ def evaluate(
     """Score a version on the env's evaluation data and check its gates; exit 7 if one fails."""
     from ...evaluation import evaluate_declared
 
-    with pinned_env(project, env) as environment, environment.registry() as registry:
+    with pinned_env(project, env, branch) as environment, environment.registry() as registry:
         declared = environment.definition(model)
         report = evaluate_declared(
             declared,

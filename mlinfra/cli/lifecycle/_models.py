@@ -12,6 +12,7 @@ from rich.table import Table
 from ...api import open_project
 from ...errors import ConfigError
 from .._options import (
+    BranchOption,
     EnvOption,
     ForceOption,
     JsonOption,
@@ -52,13 +53,14 @@ __all__ = ["alias", "compare", "list_versions", "promote", "show", "tag"]
 
 def list_versions(
     env: EnvOption = None,
+    branch: BranchOption = None,
     project: ProjectOption = None,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Only this model.")] = None,
     limit: Annotated[int | None, typer.Option("--limit", "-n", min=1, help="Newest N.")] = None,
     json_: JsonOption = False,
 ) -> None:
     """List registered versions, newest first, with the env's aliases."""
-    environment = open_env(project, env)
+    environment = open_env(project, env, branch)
     with environment.registry() as registry:
         versions = registry.summaries(model, limit=limit)
         aliases = _aliases_by_version(registry, {v.model for v in versions}, environment.name)
@@ -87,6 +89,7 @@ def list_versions(
 def show(
     version: VersionArgument,
     env: EnvOption = None,
+    branch: BranchOption = None,
     project: ProjectOption = None,
     model: ModelOption = None,
     report: Annotated[
@@ -98,7 +101,7 @@ def show(
     and its audit trail: where it came from, where it was promoted, gates overridden."""
     from ...evaluation import EVALUATION_KIND
 
-    environment = open_env(project, env)
+    environment = open_env(project, env, branch)
     with environment.registry() as registry:
         found = registry.resolve(environment.model_name(model), version, env=environment.name)
         details = _details(registry, found, environment.name)
@@ -146,6 +149,7 @@ def show(
 def compare(
     versions: Annotated[list[str], typer.Argument(help="Two or more versions or aliases.")],
     env: EnvOption = None,
+    branch: BranchOption = None,
     project: ProjectOption = None,
     model: ModelOption = None,
     json_: JsonOption = False,
@@ -153,7 +157,7 @@ def compare(
     """Metrics side by side, and the params and lineage that differ."""
     if len(versions) < 2:
         raise ConfigError("compare needs at least two versions")
-    environment = open_env(project, env)
+    environment = open_env(project, env, branch)
     with environment.registry() as registry:
         name = environment.model_name(model)
         found = [registry.resolve(name, ref, env=environment.name) for ref in versions]
@@ -183,6 +187,7 @@ def alias(
         str | None, typer.Argument(help="Version to point it at; omit to show its history.")
     ] = None,
     env: EnvOption = None,
+    branch: BranchOption = None,
     project: ProjectOption = None,
     model: ModelOption = None,
     reason: Annotated[
@@ -192,7 +197,7 @@ def alias(
     json_: JsonOption = False,
 ) -> None:
     """Move an alias of the env to a version (audited), remove it, or show who moved it when."""
-    with pinned_env(project, env) as environment:
+    with pinned_env(project, env, branch) as environment:
         declared_name = environment.model_name(model)
         if version is None and not remove:
             events = environment.alias_history(declared_name, alias=name)
@@ -223,6 +228,7 @@ def tag(
     version: VersionArgument,
     tags: Annotated[list[str] | None, typer.Argument(help="Tags to set, as key=value.")] = None,
     env: EnvOption = None,
+    branch: BranchOption = None,
     project: ProjectOption = None,
     model: ModelOption = None,
     remove: Annotated[
@@ -234,7 +240,7 @@ def tag(
     pairs = dict(item.partition("=")[::2] for item in tags or [])
     if any("=" not in item for item in tags or []):
         raise ConfigError("tags are key=value")
-    environment = open_env(project, env)
+    environment = open_env(project, env, branch)
     with environment.registry() as registry:
         found = registry.resolve(environment.model_name(model), version, env=environment.name)
         updated = registry.tag(found, pairs, remove or [])
@@ -249,6 +255,14 @@ def promote(
     version: VersionArgument,
     from_env: Annotated[str, typer.Option("--from", help="The env the version is in.")],
     to_env: Annotated[str, typer.Option("--to", help="The env to promote it to.")],
+    branch: Annotated[
+        str | None,
+        typer.Option(
+            "--branch",
+            envvar="MLINFRA_BRANCH",
+            help="Take the version from this branch's env of --from (a preview).",
+        ),
+    ] = None,
     project: ProjectOption = None,
     model: ModelOption = None,
     deploy: Annotated[
@@ -287,7 +301,7 @@ def promote(
     if not deploy and (plan.steps is not None or wait or sticky_header):
         raise ConfigError("--canary, --steps, --shadow, --sticky-header and --wait need --deploy")
     loaded = open_project(project)
-    source_env, target_env = loaded.env(from_env), loaded.env(to_env)
+    source_env, target_env = loaded.env(from_env, branch=branch or None), loaded.env(to_env)
     with source_env.pinned(), target_env.pinned():
         declared = target_env.definition(model)
         with source_env.registry() as source, target_env.registry() as target:

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import socket
 import time
+from collections.abc import Iterator
 
 import psutil
 
-__all__ = ["listen_error", "port_free", "port_holder", "wait_port_free"]
+__all__ = ["listen_error", "port_free", "port_holder", "spread_ports", "wait_port_free"]
+
+
+def spread_ports(key: str, ports: range) -> Iterator[int]:
+    """Every port of `ports` once, starting at one picked by a hash of `key`: names that differ
+    start far apart, so that projects and branch envs on one machine seldom try the same port."""
+    start = int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "big")
+    return (ports[(start + step) % len(ports)] for step in range(len(ports)))
 
 
 def listen_error(host: str) -> str | None:
