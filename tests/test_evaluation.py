@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from sklearn.datasets import load_diabetes, load_iris
@@ -257,3 +259,31 @@ def test_each_version_is_scored_on_its_own_columns_and_refused_data_names_it(
         "nothing was evaluated"
     )
     assert refused.value.exit_code == 6 and registry.reports(narrow) == []
+
+
+class _Predicts:
+    """An estimator whose predict spends `seconds` computing, or waiting."""
+
+    def __init__(self, seconds: float, *, computing: bool) -> None:
+        self.seconds, self.computing = seconds, computing
+
+    def predict(self, features):  # noqa: ANN001, ANN201 - the estimator protocol
+        if self.computing:
+            until = time.process_time() + self.seconds
+            while time.process_time() < until:
+                pass
+        else:
+            time.sleep(self.seconds)
+        return np.zeros(len(features))
+
+
+def test_latency_is_the_models_cpu_time_so_a_busy_machine_does_not_fail_a_gate() -> None:
+    """What a latency gate measures is the model's own cost: time spent computing counts,
+    time spent waiting for the CPU (or sleeping) does not."""
+    from mlinfra.evaluation._metrics import measure_latency
+
+    rows = pd.DataFrame({"x": np.arange(5.0)})
+    computing = measure_latency(_Predicts(0.02, computing=True), rows)
+    waiting = measure_latency(_Predicts(0.02, computing=False), rows)
+    assert computing["latency_ms_single_row"] >= 19
+    assert waiting["latency_ms_single_row"] < 5
