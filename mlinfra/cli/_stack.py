@@ -111,7 +111,9 @@ def destroy(
     with environment.engine() as engine:
         count = len(engine.resources())
         kept = engine.kept()
-        if count == 0 and not json_ and not (kept and delete_data):
+        # a branch env's destroy --delete-data also drops its record, with nothing else left
+        last_of_branch = delete_data and environment.branch is not None
+        if count == 0 and not json_ and not (kept and delete_data) and not last_of_branch:
             console.print(f"{engine.env.stack_name}: nothing to destroy")
             render.print_kept(kept)
             return

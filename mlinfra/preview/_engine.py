@@ -57,7 +57,12 @@ class BranchEngine:
         result = self.inner.destroy(
             force_unlock=force_unlock, on_event=on_event, delete_data=delete_data
         )
-        if delete_data and not self.inner.resources() and not self.inner.kept():
+        if not delete_data:
+            result.notes.append(
+                f"branch env {self.env.name} keeps its record, port and data until "
+                f"`mlinfra destroy {self.env.cli_args} --delete-data` or `mlinfra gc`"
+            )
+        elif not self.inner.resources() and not self.inner.kept():
             self.inner.forget()
             forget(self.env)
             result.notes.append(f"branch env {self.env.name} is gone: its record and port too")
