@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import json
 import socket
-import sqlite3
 import threading
-from pathlib import Path
 
 import pytest
+from _state_rows import state_rows
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -102,19 +101,6 @@ def _envs(project, **env: str) -> dict[str, dict]:
     return {found["branch"]: found for found in json.loads(done.stdout)["branch_envs"]}
 
 
-def _rows(state_db: Path, stack: str) -> dict[str, int]:
-    """How many rows of the stack each table of state.db holds."""
-    with sqlite3.connect(state_db) as db:
-        tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        return {
-            table: db.execute(f"SELECT COUNT(*) FROM {table} WHERE stack = ?", (stack,)).fetchone()[
-                0
-            ]
-            for table in tables
-            if "stack" in [column[1] for column in db.execute(f"PRAGMA table_info({table})")]
-        }
-
-
 def test_branch_envs_have_their_own_stack_folder_and_port(journal_project):
     base_out = journal_project.out / "base"
     base_out.mkdir()
@@ -203,7 +189,7 @@ def test_destroy_with_delete_data_leaves_no_row_file_or_port(journal_project):
     folder = _up(journal_project, "feature/a")
     name = branch_env_name("dev", "feature/a")
     state_db = journal_project.root / ".mlinfra" / "state.db"
-    assert _rows(state_db, name)["branch_envs"] == 1
+    assert state_rows(state_db, name)["branch_envs"] == 1
     kept = journal_project.cli("destroy", "--yes", "--branch", "feature/a")
     assert kept.returncode == 0, kept.stderr
     assert _envs(journal_project)["feature/a"]["status"] == "down", "kept until told"
@@ -211,7 +197,7 @@ def test_destroy_with_delete_data_leaves_no_row_file_or_port(journal_project):
     assert gone.returncode == 0, gone.stderr
     assert "is gone" in gone.stdout
     assert list(folder.iterdir()) == []
-    assert set(_rows(state_db, name).values()) == {0}, "no resource, history or record"
+    assert set(state_rows(state_db, name).values()) == {0}, "no resource, history or record"
     assert not (journal_project.root / ".mlinfra" / "envs" / name).exists()
     assert _envs(journal_project) == {}
 
