@@ -64,7 +64,7 @@ class MonitoringArgs:
             min_samples=settings.min_samples,
             significance=settings.significance,
             policy=settings.policy,
-            webhook=_secret(_webhook(env.name, settings.webhook)),
+            webhook=_secret(_webhook(env.base, settings.webhook)),
             cooldown_seconds=parse_duration(settings.cooldown),
             retrain_cooldown_seconds=parse_duration(settings.retrain_cooldown),
             log_retention_seconds=parse_duration(settings.log_retention),
