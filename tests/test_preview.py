@@ -50,11 +50,29 @@ def test_branch_env_names_are_dns_labels_that_keep_the_base(base, branch):
     assert name == branch_env_name(base, branch), "stable"
 
 
+def _lookalike(branch: str, how: str) -> str:
+    """A branch that sanitises to the same readable part as `branch`, or nearly."""
+    if how == "separators":
+        return branch.replace("/", "-") if "/" in branch else branch + "/"
+    if how == "case":
+        return branch.swapcase() if branch.swapcase() != branch else branch + "X"
+    return branch + "-" * 3 if how == "dashes" else branch.ljust(80, "x") + "-tail"
+
+
 @given(first=branches, second=branches)
 @settings(max_examples=300)
 def test_two_branches_never_make_one_name(first, second):
     if normalise_branch(first) != normalise_branch(second):
         assert branch_env_name("dev", first) != branch_env_name("dev", second)
+
+
+@given(branch=branches, how=st.sampled_from(["separators", "case", "dashes", "truncated"]))
+@settings(max_examples=300)
+def test_branches_that_look_alike_still_make_two_names(branch, how):
+    """What sanitising and truncating make equal, the hash keeps apart."""
+    other = _lookalike(branch, how)
+    if normalise_branch(other) != normalise_branch(branch):
+        assert branch_env_name("dev", other) != branch_env_name("dev", branch)
 
 
 def test_branch_names_read_as_the_branch():
