@@ -4,6 +4,8 @@ env's champion the first time, and the record dropped once a destroy deleted eve
 
 from __future__ import annotations
 
+import importlib
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,9 +41,12 @@ class BranchEngine:
         delete_data: bool = False,
     ) -> RunResult:
         self.env = claim(self.env)
+        warming = self._warm_seeding()
         result = self.inner.up(
             refresh=refresh, force_unlock=force_unlock, on_event=on_event, delete_data=delete_data
         )
+        if warming is not None:
+            warming.join()
         result.notes.extend(self._seed(result.outputs))
         return result
 
@@ -68,25 +73,36 @@ class BranchEngine:
             result.notes.append(f"branch env {self.env.name} is gone: its record and port too")
         return result
 
+    def _to_seed(self) -> bool:
+        """Is the env still to be seeded: recorded, never seeded, `preview.seed_champion`?"""
+        env = self.env
+        with state_of(env.project) as store:
+            record = store.branch_env(env.name)
+        wanted = env.project.config.preview.seed_champion
+        return wanted and record is not None and record.seeded is None
+
+    def _warm_seeding(self) -> threading.Thread | None:
+        """Import what seeding needs (skops, which imports scikit-learn: seconds) while `up`
+        waits for the new server to answer, rather than after it."""
+        if not self._to_seed():
+            return None
+        thread = threading.Thread(
+            target=importlib.import_module, args=("skops.io",), name="warm-seeding", daemon=True
+        )
+        thread.start()
+        return thread
+
     def _seed(self, outputs: dict[str, Any]) -> list[str]:
-        """Seed the registry on the first up that made one, if `preview.seed_champion`."""
+        """Seed the registry on the first up that made one."""
         from ..state import plain
         from ._seed import seed_champions
 
-        env = self.env
         registry_path = plain(outputs).get("registry_path")
-        with state_of(env.project) as store:
-            record = store.branch_env(env.name)
-        if (
-            record is None
-            or record.seeded is not None
-            or not env.project.config.preview.seed_champion
-            or not registry_path
-        ):
+        if not registry_path or not self._to_seed():
             return []
-        seeded, notes = seed_champions(env, Path(registry_path))
-        with state_of(env.project) as store:
-            store.set_branch_env_seeded(env.name, seeded)
+        seeded, notes = seed_champions(self.env, Path(registry_path))
+        with state_of(self.env.project) as store:
+            store.set_branch_env_seeded(self.env.name, seeded)
         return notes
 
     # The rest is the env's own engine's.
