@@ -84,7 +84,7 @@ def test_github_workflow_previews_pull_requests_destroys_closed_ones_and_collect
     assert _commands(jobs["close"]) == ["destroy"]
     assert _commands(jobs["gc"]) == ["gc"]
     summary = next(s for s in jobs["preview"]["steps"] if "ci summary" in s.get("run", ""))
-    assert summary["if"] == "always()", "the summary says why when the gates fail"
+    assert summary["if"] == "${{ !cancelled() }}", "the summary says why when the gates fail"
 
 
 def test_gitlab_pipeline_previews_merge_requests_stops_them_and_collects_on_schedule():
@@ -167,7 +167,7 @@ def _run_job(
 ) -> list[subprocess.CompletedProcess[str]]:
     """The job's `run:` steps in order, in bash, with its env and working directories, and
     GitHub's `${{ }}` expressions from `context` (an unknown one fails the test). A failed step
-    skips the rest but for `if: always()` ones; the install step is the test's own venv."""
+    skips the rest but for `if: !cancelled()` ones; the install step is the test's own venv."""
     workflow = _github()
     job = workflow["jobs"][job_name]
     variables = {**workflow.get("env", {}), **job.get("env", {})}
@@ -180,7 +180,7 @@ def _run_job(
         if "run" not in step or step.get("id") == "install":
             continue
         failed = any(result.returncode for result in done)
-        if failed and step.get("if") != "always()":
+        if failed and step.get("if") != "${{ !cancelled() }}":
             continue
         folder = workspace / _expand(step.get("working-directory", default_dir), context)
         done.append(

@@ -55,10 +55,12 @@ class Summary:
         }
 
     def to_markdown(self) -> str:
-        lines = [f"### Preview `{self.env}` of branch `{self.branch}`", ""]
+        title = f"Preview `{self.env}` of branch `{self.branch}`" if self.branch else "Env"
+        lines = [f"### {title if self.branch else f'{title} `{self.env}`'}", ""]
         commit = f" at `{self.commit[:12]}`" if self.commit else ""
         where = f"<{self.url}>" if self.url else "not serving (the env is not up)"
-        lines += [f"Endpoint: {where}{commit}, derived from env `{self.base}`.", ""]
+        derived = f", derived from env `{self.base}`" if self.branch else ""
+        lines += [f"Endpoint: {where}{commit}{derived}.", ""]
         lines += self._update_lines() + self._model_lines()
         lines += [f"> {note}" for note in self.notes]
         return "\n".join(lines).rstrip() + "\n"
