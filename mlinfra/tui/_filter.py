@@ -16,10 +16,10 @@ class FilterBar(Input):
     """Hidden until opened; stays shown while it holds a filter."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "close", "clear filter", show=False),
+        Binding("escape", "close", "clear filter"),
     ]
     DEFAULT_CSS = """
-    FilterBar { dock: bottom; display: none; border: none; height: 1; padding: 0 1; }
+    FilterBar { display: none; border: none; height: 1; padding: 0 1; }
     FilterBar:focus { border: none; }
     """
 

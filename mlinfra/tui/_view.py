@@ -13,10 +13,11 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from ..errors import MlinfraError
 from ._filter import FilterBar
+from ._keys import KeyBar
 from ._table import RowTable
 
 if TYPE_CHECKING:
@@ -75,8 +76,9 @@ class View(Screen[None], Generic[Data]):
         with Vertical(id="content"):
             yield from self.compose_content()
         yield Static(id="explanation", markup=False)
-        yield FilterBar()
-        yield Footer()
+        with Vertical(id="bottom"):  # one dock: two docked at the bottom would overlap
+            yield FilterBar()
+            yield KeyBar()
 
     def compose_content(self) -> ComposeResult:
         """The view's own widgets."""
