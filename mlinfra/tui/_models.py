@@ -17,6 +17,7 @@ from ._table import Row, Rows, RowTable
 from ._view import NothingToShowError, View
 
 if TYPE_CHECKING:
+    from ..registry import VersionSummary
     from ._source import Source, VersionDetail
 
 __all__ = ["ModelsView"]
@@ -44,6 +45,7 @@ class ModelsView(View[Rows]):
     def __init__(self) -> None:
         super().__init__()
         self._marked: str | None = None
+        self._rows = VersionRows()
 
     def compose_content(self) -> ComposeResult:
         yield RowTable(COLUMNS, id="versions")
@@ -54,7 +56,7 @@ class ModelsView(View[Rows]):
             raise NothingToShowError(
                 f"no versions registered in env {env} yet; run `mlinfra train`"
             )
-        return self.derived(data, lambda: Rows.of(COLUMNS, _rows(data)))
+        return self.derived(data, lambda: Rows.of(COLUMNS, self._rows.of(data)))
 
     def show(self, data: Rows) -> None:
         self.query_one(RowTable).show(data)
@@ -96,30 +98,47 @@ class ModelsView(View[Rows]):
         )
 
 
-def _rows(data: ModelsData) -> list[Row]:
-    aliases = data.aliases
-    rows = []
-    for version in data.versions:
-        named = aliases.get((version.model, version.version), [])
-        rows.append(
-            Row(
-                f"{version.model}:v{version.version}",
-                (
-                    version.model,
-                    f"v{version.version}",
-                    at(version.created_at),
-                    version.created_by,
-                    ", ".join(named),
-                    version.metric or "-",
-                    number(version.score),
-                    short(version.git_commit, 10) + ("+dirty" if version.git_dirty else ""),
-                    short(version.data_hash),
-                    ", ".join(f"{key}={value}" for key, value in version.tags.items()),
-                ),
-                style="bold" if "champion" in named else "",
-            )
-        )
-    return rows
+class VersionRows:
+    """Each version's row, made again only when the version or its aliases changed: a read
+    that finds one new version among 10,000 makes one row, not 10,000 (touched by the read
+    worker only)."""
+
+    def __init__(self) -> None:
+        self._made: dict[tuple[str, int], tuple[VersionSummary, list[str], Row]] = {}
+
+    def of(self, data: ModelsData) -> list[Row]:
+        made, rows = {}, []
+        for version in data.versions:
+            key = (version.model, version.version)
+            named = data.aliases.get(key, [])
+            before = self._made.get(key)
+            if before is not None and before[0] == version and before[1] == named:
+                row = before[2]
+            else:
+                row = _row(version, named)
+            made[key] = (version, named, row)
+            rows.append(row)
+        self._made = made
+        return rows
+
+
+def _row(version: VersionSummary, named: list[str]) -> Row:
+    return Row(
+        f"{version.model}:v{version.version}",
+        (
+            version.model,
+            f"v{version.version}",
+            at(version.created_at),
+            version.created_by,
+            ", ".join(named),
+            version.metric or "-",
+            number(version.score),
+            short(version.git_commit, 10) + ("+dirty" if version.git_dirty else ""),
+            short(version.data_hash),
+            ", ".join(f"{key}={value}" for key, value in version.tags.items()),
+        ),
+        style="bold" if "champion" in named else "",
+    )
 
 
 def _ref(key: str) -> tuple[str, int]:
