@@ -19,6 +19,11 @@ import pytest
 FIXTURES = Path(__file__).parent / "fixtures"
 MLINFRA = [sys.executable, "-m", "mlinfra"]
 
+# The suite starts Python processes by the hundred (CLI runs, servers and their workers, drivers,
+# trainings); where PYTHONDONTWRITEBYTECODE is set, as on our machines, each compiled mlinfra
+# anew (about 0.3 s of CPU). They write and share the usual __pycache__ instead.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
 
 @dataclass
 class JournalProject:
