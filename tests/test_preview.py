@@ -295,3 +295,25 @@ def test_a_branch_env_loads_the_data_of_its_base(tmp_path):
 
     _call_loader(load, branch_env_name("staging", "feature/a"), "loader", tmp_path)
     assert seen == ["staging"]
+
+
+def test_every_command_that_takes_env_takes_branch_from_mlinfra_branch():
+    import typer
+
+    from mlinfra.cli import app
+
+    def commands(command, name="mlinfra"):  # noqa: ANN001, ANN202 - click commands
+        if hasattr(command, "commands"):
+            for sub_name, sub in command.commands.items():
+                yield from commands(sub, f"{name} {sub_name}")
+        else:
+            yield name, command
+
+    checked = []
+    for name, command in commands(typer.main.get_command(app)):
+        options = {opt: param for param in command.params for opt in param.opts}
+        if "--env" in options or name == "mlinfra models promote":
+            assert "--branch" in options, f"`{name}` takes --env but not --branch"
+            assert options["--branch"].envvar == "MLINFRA_BRANCH", name
+            checked.append(name)
+    assert len(checked) >= 25 and "mlinfra tui" in checked and "mlinfra ci summary" in checked

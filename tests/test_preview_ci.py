@@ -299,6 +299,17 @@ def test_github_workflow_steps_preview_two_pull_requests_and_close_one(tmp_path)
         for name in names.values():
             assert f"Preview `{name}`" in written
         assert "dev champion v1" in written and "| `f1 >= champion - 0.02` | ✅ passed" in written
+        branch_env = {**env, "MLINFRA_ENV": "dev", "MLINFRA_BRANCH": pulls[2]}
+        shown = run_cli("ci", "summary", "--format", "json", cwd=workspace / "pr-2", env=branch_env)
+        document = json.loads(shown.stdout)
+        assert document["env"] == names[2] and document["url"] == found[names[2]]["url"]
+        assert document["update"]["kind"] == "up" and document["update"]["counts"] == {"create": 8}
+        assert document["candidate"]["serving"] and document["candidate"]["evaluation"]["passed"]
+        assert document["champion"] == {
+            "version": 1,
+            "metrics": document["candidate"]["evaluation"]["champion_metrics"],
+            "measured": "same evaluation",
+        }
         assert _base_snapshot(base, env) == before
 
         closed = found[names[1]]
