@@ -85,7 +85,7 @@ class Project:
     def env(self, name: str | None = None, *, branch: str | None = None) -> Env:
         """One env by name; without a name, the project's only env (ConfigError otherwise).
         With `branch`, that branch's env derived from it (a preview environment: see
-        mlinfra.preview); a branch env is also found by its own name, `dev--feature-x-1a2b3c4d`."""
+        mlinfra.preview); a branch env is also found by its own name, `dev--feature-x-217d2bf5`."""
         if name is None:
             if len(self.env_names) != 1:
                 known = ", ".join(self.env_names)

@@ -155,9 +155,17 @@ def register(app: typer.Typer) -> None:
 
 
 def _branch_table(branches: list[BranchEnvStatus], *, title: str = "branch envs") -> Table:
-    """Name, branch, port, status, age and expiry; `--json` has commit, creator and the rest."""
+    """Name, branch, base, port, status, age, expiry; `--json` has commit, creator and more."""
     table = Table(
-        "name", "branch", "port", "status", "age", "expires", title=title, title_justify="left"
+        "name",
+        "branch",
+        "base",
+        "port",
+        "status",
+        "age",
+        "expires",
+        title=title,
+        title_justify="left",
     )
     for found in branches:
         record = found.record
@@ -165,6 +173,7 @@ def _branch_table(branches: list[BranchEnvStatus], *, title: str = "branch envs"
         table.add_row(
             record.stack,
             escape(record.branch),
+            record.base,
             str(record.port),
             found.status,
             _human(found.age_seconds),

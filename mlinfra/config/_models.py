@@ -35,7 +35,7 @@ NAME_PATTERN = r"^[a-z][a-z0-9-]{0,39}$"
 KUBERNETES_LATER = 'the kubernetes target arrives in a later release; use target = "local"'
 ENTRY_POINT_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
 BRANCH_SEPARATOR = "--"
-"""Between an env's name and its branch's in the name of a branch env: `dev--feature-x-1a2b3c4d`."""
+"""Between an env's name and its branch's in the name of a branch env: `dev--feature-x-217d2bf5`."""
 
 
 def _duration(text: str) -> str:
@@ -226,7 +226,7 @@ class ProjectConfig(_Strict):
             if BRANCH_SEPARATOR in name:
                 raise ValueError(
                     f"env name {name!r}: {BRANCH_SEPARATOR!r} is kept for branch envs "
-                    "(dev--feature-x-1a2b3c4d); use single dashes"
+                    "(dev--feature-x-217d2bf5); use single dashes"
                 )
         ports: dict[int, str] = {}
         for name, env in envs.items():

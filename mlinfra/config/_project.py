@@ -51,7 +51,7 @@ class Branch:
 class Environment:
     """One environment of a project, with every path it owns worked out.
 
-    A branch env (`mlinfra.preview`) has a name of its own, `dev--feature-x-1a2b3c4d`, and the
+    A branch env (`mlinfra.preview`) has a name of its own, `dev--feature-x-217d2bf5`, and the
     settings of its base env but for its serving port and registry, which are its own."""
 
     project: Project

@@ -4,7 +4,7 @@ and a TTL after which `gc` destroys it.
 
     project = mlinfra.config.load_project(".")
     env = project.environment("dev", branch="feature/login")   # the one entry point
-    env.name            # "dev--feature-login-1a2b3c4d": its stack, its folder, its aliases
+    env.name            # "dev--feature-login-df7c7aeb": its stack, its folder, its aliases
     branch_envs(project), collect_garbage(project, dry_run=True), summarise(api_env)
 
 Names are DNS-1123 labels (`_names`), ports are held in the state (`_environments`), the clock

@@ -36,7 +36,7 @@ _CI_ACTORS = ("GITHUB_ACTOR", "GITLAB_USER_LOGIN", "BUILDKITE_BUILD_CREATOR", "B
 
 def branch_environment(project: Project, name: str, branch: str | None) -> Environment:
     """`branch`'s env derived from env `name`; without `branch`, the branch env named `name`
-    (`dev--feature-x-1a2b3c4d`), which must have been brought up."""
+    (`dev--feature-x-217d2bf5`), which must have been brought up."""
     if branch is None:
         record = recorded(project, name)
         if record is None:

@@ -41,6 +41,6 @@ def branch_slug(branch: str, *, room: int = MAX_NAME) -> str:
 
 def branch_env_name(base: str, branch: str) -> str:
     """The name (and stack name) of `branch`'s env derived from env `base`, a DNS-1123 label of
-    at most 63 characters: `dev--feature-x-1a2b3c4d`."""
+    at most 63 characters: `dev--feature-x-217d2bf5`."""
     room = MAX_NAME - len(base) - len(BRANCH_SEPARATOR)
     return f"{base}{BRANCH_SEPARATOR}{branch_slug(branch, room=room)}"
