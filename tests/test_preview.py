@@ -317,3 +317,20 @@ def test_every_command_that_takes_env_takes_branch_from_mlinfra_branch():
             assert options["--branch"].envvar == "MLINFRA_BRANCH", name
             checked.append(name)
     assert len(checked) >= 25 and "mlinfra tui" in checked and "mlinfra ci summary" in checked
+
+
+def test_the_clock_of_branch_envs_is_mlinfra_now_when_set(monkeypatch):
+    from mlinfra.preview import now
+
+    monkeypatch.setenv("MLINFRA_NOW", "2030-01-01T00:00:00Z")
+    assert now() == 1893456000.0
+    monkeypatch.setenv("MLINFRA_NOW", "1893456000.5")
+    assert now() == 1893456000.5
+    for wrong, why in (("next week", "ISO 8601"), ("2030-01-01T00:00:00", "time zone")):
+        monkeypatch.setenv("MLINFRA_NOW", wrong)
+        with pytest.raises(ConfigError, match=why):
+            now()
+    monkeypatch.delenv("MLINFRA_NOW")
+    import time
+
+    assert abs(now() - time.time()) < 5
