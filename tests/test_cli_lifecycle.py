@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
 
 import pytest
-from conftest import ROOT, IrisProject, free_port
+from conftest import IrisProject, copy_iris
 
 from mlinfra.registry import Registry
 
@@ -19,14 +18,7 @@ from mlinfra.registry import Registry
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IrisProject]:
     """The iris example, copied and brought up once for this module (dev env only)."""
-    root = tmp_path_factory.mktemp("lifecycle") / "iris"
-    shutil.copytree(ROOT / "examples" / "iris", root, ignore=shutil.ignore_patterns(".mlinfra"))
-    config = root / "mlinfra.toml"
-    ports = {"dev": free_port(), "staging": free_port()}
-    text = config.read_text().replace('"../../stacks"', f'"{ROOT / "stacks"}"')
-    text = text.replace("serving.port = 8701", f"serving.port = {ports['dev']}")
-    config.write_text(text.replace("serving.port = 8702", f"serving.port = {ports['staging']}"))
-    iris = IrisProject(root=root, ports=ports)
+    iris = copy_iris(tmp_path_factory.mktemp("lifecycle") / "iris")
     up = iris.cli("up", "--env", "dev", "--yes")
     assert up.returncode == 0, up.stderr
     yield iris
