@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -106,13 +106,18 @@ class Project:
         return branch_envs(self.config)
 
     def collect_garbage(
-        self, *, older_than: float | None = None, dry_run: bool = False
+        self,
+        *,
+        older_than: float | None = None,
+        dry_run: bool = False,
+        only: Collection[str] | None = None,
     ) -> list[Collected]:
         """Destroy the branch envs idle for longer than their TTL (or `older_than` seconds),
-        data and all; what happened to each, failures included."""
+        data and all (only those named in `only`, if given); what happened to each, failures
+        included."""
         from ..preview import collect_garbage
 
-        return collect_garbage(self.config, older_than=older_than, dry_run=dry_run)
+        return collect_garbage(self.config, older_than=older_than, dry_run=dry_run, only=only)
 
     @property
     def model_names(self) -> list[str]:

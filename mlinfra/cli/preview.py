@@ -105,7 +105,12 @@ def gc(
         question = f"Destroy {len(expired)} expired branch env(s), their data included?"
         if not confirm(question, yes=yes):
             raise typer.Exit(1)
-    done = loaded.collect_garbage(older_than=seconds, dry_run=dry_run) if expired else []
+    confirmed = [found.record.stack for found in expired]  # no other env, if one expires now
+    done = (
+        loaded.collect_garbage(older_than=seconds, dry_run=dry_run, only=confirmed)
+        if expired
+        else []
+    )
     failed = [outcome for outcome in done if outcome.outcome == "failed"]
     if json_:
         emit_json(

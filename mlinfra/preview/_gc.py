@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -104,16 +105,20 @@ def branch_envs(project: Project) -> list[BranchEnvStatus]:
 
 
 def collect_garbage(
-    project: Project, *, older_than: float | None = None, dry_run: bool = False
+    project: Project,
+    *,
+    older_than: float | None = None,
+    dry_run: bool = False,
+    only: Collection[str] | None = None,
 ) -> list[Collected]:
-    """Destroy every expired branch env, data and all (they are previews): idle for longer
-    than its TTL, or than `older_than`. One that cannot be destroyed is reported, and the
-    others are still tried."""
+    """Destroy every expired branch env (of those named in `only`, if given: the ones a user
+    confirmed), data and all (they are previews): idle for longer than its TTL, or than
+    `older_than`. One that cannot be destroyed is reported, and the others are still tried."""
     from ..engine import open_engine
 
     done = []
     for found in branch_envs(project):
-        if not found.expired(older_than):
+        if not found.expired(older_than) or (only is not None and found.record.stack not in only):
             continue
         if dry_run:
             done.append(Collected(found, "would destroy"))
