@@ -563,13 +563,9 @@ class Env:
     def rollback_version(self) -> int:
         """The version `rollback()` would serve: the champion before the one serving now
         (DeploymentError when nothing is deployed or there was none before)."""
-        from ..errors import DeploymentError
-        from ..rollout._controller import _previous_champion
+        from ..rollout import rollback_version
 
-        table = self.deployment()
-        if table is None:
-            raise DeploymentError(f"nothing is deployed in env {self.name!r}; nothing to roll back")
-        return _previous_champion(self.rollout_target(), table)
+        return rollback_version(self.rollout_target())
 
     def check_release(
         self, model: str, ref: str | int, *, override: str | None = None, command: str = ""

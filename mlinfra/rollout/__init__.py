@@ -11,7 +11,7 @@ Functions take explicit values (no engine, no config) so that tests and the TUI 
 """
 
 from ._analysis import analyse
-from ._controller import Target, abort, begin, promote, recover, rollback
+from ._controller import Target, abort, begin, promote, recover, rollback, rollback_version
 from ._driver import TOKEN_VARIABLE, spawn_driver, stop_driver
 from ._model import DEFAULT_STEPS, AnalysisPolicy, Rollout, StepResult, parse_duration, parse_steps
 from ._run import deploy, drive, resume, status
@@ -38,6 +38,7 @@ __all__ = [
     "recover",
     "resume",
     "rollback",
+    "rollback_version",
     "scrape",
     "spawn_driver",
     "status",

@@ -580,11 +580,7 @@ def rollback(
     store = target.store
     with store.locked():
         recover(target)
-        table = read_deployment(target.directory)
-        if table is None:
-            raise DeploymentError(
-                f"nothing is deployed in env {target.env!r}; nothing to roll back"
-            )
+        table = _deployed(target)
         # Where to go is settled first: a rollback that cannot happen leaves a canary running.
         ref = to if to is not None else str(_previous_champion(target, table))
         name, version = _verified(target, table.model, ref)
@@ -592,8 +588,7 @@ def rollback(
         if rollout is not None and rollout.active:
             rollout.actor = actor
             _end(target, rollout, "aborted", reason or "rollback")
-            table = read_deployment(target.directory)
-            assert table is not None
+            table = _deployed(target)
         if version == table.stable and _served(target, table):
             return table  # nothing to do
         why = reason or (
@@ -607,6 +602,19 @@ def rollback(
             event={"action": "rollback", "model": name, "from": table.stable, "to": version},
             actor=actor,
         )
+
+
+def rollback_version(target: Target) -> int:
+    """The version `rollback` would serve: the champion before the one serving now
+    (DeploymentError when nothing is deployed, or nothing was champion before)."""
+    return _previous_champion(target, _deployed(target))
+
+
+def _deployed(target: Target) -> Deployment:
+    table = read_deployment(target.directory)
+    if table is None:
+        raise DeploymentError(f"nothing is deployed in env {target.env!r}; nothing to roll back")
+    return table
 
 
 def _previous_champion(target: Target, table: Deployment) -> int:
