@@ -267,7 +267,7 @@ def test_a_stack_that_does_not_export_registry_path_is_exit_2_naming_it(forgetfu
         assert str(program) in lines[0]
         assert "Traceback" not in done.stderr and "unexpected error" not in done.stderr
     with pytest.raises(ConfigError, match="'registry_path'"):
-        mlinfra.open_project(forgetful.root).env("dev").outputs()
+        _ = mlinfra.open_project(forgetful.root).env("dev").outputs().registry_path
 
 
 def test_destroy_forgets_the_last_refresh_and_leaves_no_env_folder(journal_project):

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 import runpy
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,10 +32,19 @@ from mlinfra.components import (
     TrainingClusterArgs,
 )
 from mlinfra.config import Environment, Project, ProjectConfig, load_project, using_environment
+from mlinfra.engine._program import sdk_event_loop
 from mlinfra.errors import ConfigError
 
 STACK_PROGRAM = Path(__file__).parents[1] / "stacks" / "__main__.py"
 DYNAMIC = "pulumi-python:dynamic/mlinfra"
+
+
+@pytest.fixture(autouse=True)
+def an_event_loop_for_the_mocks() -> Iterator[None]:
+    """pulumi's mocks register on the thread's current event loop; an embedded-engine run
+    earlier in this process closed its own and left none, so each test gets a fresh one."""
+    with sdk_event_loop():
+        yield
 
 
 @dataclass

@@ -12,7 +12,6 @@ import sqlite3
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 import httpx
 import psutil
 import pytest
-from conftest import free_port
+from conftest import free_port, wait_for
 from pulumi.output import Unknown
 
 from mlinfra.errors import ConfigError, DeploymentError
@@ -235,12 +234,8 @@ def alive(process: psutil.Process) -> bool:
         return False
 
 
-def wait_until(condition: Any, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {condition.__name__}")
-        time.sleep(0.05)
+def wait_until(condition: Any, timeout: float = 60) -> None:
+    wait_for(condition, condition.__name__, timeout)
 
 
 def listening_socket(port: int) -> int:

@@ -203,7 +203,7 @@ def test_killed_master_takes_its_workers_along_and_supervisord_starts_a_new_one(
 
     master.kill()
     wait_until(lambda: not any(p.is_running() and p.status() != "zombie" for p in workers))
-    wait_until(recovered, timeout=60)
+    wait_until(recovered)
     assert set(answers) == {200}, "never an error such as 503 while it recovered"
     [new_master] = masters(iris_project)
     assert len(workers_of(new_master)) == 2
@@ -242,7 +242,7 @@ def test_a_deployment_refused_at_a_restart_is_reported_and_served_once_its_artif
             return False
         return response.status_code == 400 and response.json()["reason"].startswith(reason)
 
-    wait_until(refused, timeout=30)
+    wait_until(refused)
     drift = iris_project.cli("refresh", "--json", "--env", "dev")
     assert drift.returncode == 1
     [server] = [r for r in json.loads(drift.stdout)["resources"] if r["name"] == "serving-server"]
@@ -253,6 +253,6 @@ def test_a_deployment_refused_at_a_restart_is_reported_and_served_once_its_artif
     assert f"the new server on port {port} did not start: {reason}" in result.stderr
     assert f"the old one keeps serving on port {port}" in result.stderr
     shutil.copytree(aside, artifacts, dirs_exist_ok=True)
-    wait_until(lambda: ready_generation(port) == generation, timeout=60)  # no command needed
+    wait_until(lambda: ready_generation(port) == generation)  # no command needed
     up(iris_project, "--refresh")
     assert iris_project.cli("refresh", "--env", "dev").returncode == 0

@@ -1,8 +1,10 @@
 """The stack outputs mlinfra reads: a typed contract between a stack program and the tool.
 
-A user's stack program may export more, or name things its own way for its own readers; what
-it must export for `train`, `deploy` and the rest is checked here once, so that a program that
-forgets one gets an error naming the export, not a KeyError later.
+A user's stack program may export more, or name things its own way for its own readers. Each
+export mlinfra needs is checked where it is read, so that a program that forgets one gets an
+error naming the export when a command needs it (`deploy` needs the server's URL, `models list`
+only the registry), not a KeyError later, and a stack that declares only a registry still
+serves the commands that need nothing else.
 """
 
 from __future__ import annotations
@@ -22,52 +24,76 @@ REQUIRED_EXPORTS = {
     "training_workspace": "the training cluster's workspace (`training.workspace`)",
     "training_workers": "the training cluster's worker count (`training.workers`)",
 }
+OPTIONAL_EXPORTS = ("serving_token", "monitoring_dir", "training_code_paths")
 
 
 @dataclass(frozen=True)
 class StackOutputs:
-    """An env's stack outputs, checked: the ones mlinfra needs typed, the rest in `extra`."""
+    """An env's (plain) stack outputs: the ones mlinfra needs typed, the rest in `extra`.
 
-    registry_path: Path
-    serving_url: str
-    training_workspace: Path
-    training_workers: int
-    serving_token: str | None = field(default=None, repr=False)
-    """The bearer token of the server's writes; None when the env needs none (dev)."""
-    monitoring_dir: Path | None = None
-    """Where the drift monitor keeps its log, alerts and report; None when monitoring is off."""
-    training_code_paths: list[str] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    Reading a required export the program did not make raises ConfigError naming it."""
 
-    @classmethod
-    def parse(cls, env: str, outputs: dict[str, Any], program: Path) -> StackOutputs:
-        """Check a stack's (plain) outputs; ConfigError names the first missing export."""
-        for name, meaning in REQUIRED_EXPORTS.items():
-            if outputs.get(name) in (None, ""):
-                raise ConfigError(
-                    f"env {env}'s stack does not export {name!r}, {meaning}; add "
-                    f"`pulumi.export({name!r}, ...)` to {program} and run `mlinfra up --env {env}`"
-                )
-        known = {*REQUIRED_EXPORTS, "serving_token", "monitoring_dir", "training_code_paths"}
-        token = outputs.get("serving_token")
-        monitoring = outputs.get("monitoring_dir")
+    env: str
+    program: Path
+    """The stack program, named in the error about a missing export."""
+    exported: dict[str, Any] = field(repr=False)
+
+    def _required(self, name: str) -> Any:
+        value = self.exported.get(name)
+        if value in (None, ""):
+            raise ConfigError(
+                f"env {self.env}'s stack does not export {name!r}, {REQUIRED_EXPORTS[name]}; add "
+                f"`pulumi.export({name!r}, ...)` to {self.program} and run "
+                f"`mlinfra up --env {self.env}`"
+            )
+        return value
+
+    @property
+    def registry_path(self) -> Path:
+        return Path(self._required("registry_path"))
+
+    @property
+    def serving_url(self) -> str:
+        return str(self._required("serving_url"))
+
+    @property
+    def training_workspace(self) -> Path:
+        return Path(self._required("training_workspace"))
+
+    @property
+    def training_workers(self) -> int:
+        value = self._required("training_workers")
         try:
-            workers = int(outputs["training_workers"])
+            return int(value)
         except (TypeError, ValueError):
             raise ConfigError(
-                f"env {env}'s stack exports training_workers = "
-                f"{outputs['training_workers']!r}; it must be a whole number"
+                f"env {self.env}'s stack exports training_workers = {value!r}; "
+                f"it must be a whole number"
             ) from None
-        return cls(
-            registry_path=Path(outputs["registry_path"]),
-            serving_url=str(outputs["serving_url"]),
-            training_workspace=Path(outputs["training_workspace"]),
-            training_workers=workers,
-            serving_token=str(token) if token else None,
-            monitoring_dir=Path(monitoring) if monitoring else None,
-            training_code_paths=outputs.get("training_code_paths"),
-            extra={key: value for key, value in outputs.items() if key not in known},
-        )
+
+    @property
+    def serving_token(self) -> str | None:
+        """The bearer token of the server's writes; None when the env needs none (dev)."""
+        token = self.exported.get("serving_token")
+        return str(token) if token else None
+
+    @property
+    def monitoring_dir(self) -> Path | None:
+        """Where the drift monitor keeps its log, alerts and report; None when monitoring is off."""
+        monitoring = self.exported.get("monitoring_dir")
+        return Path(monitoring) if monitoring else None
+
+    @property
+    def training_code_paths(self) -> list[str] | None:
+        """What the training workers import the project's code from; None: the project root."""
+        paths = self.exported.get("training_code_paths")
+        return list(paths) if paths else None
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """What else the program exports, for its own readers."""
+        known = {*REQUIRED_EXPORTS, *OPTIONAL_EXPORTS}
+        return {key: value for key, value in self.exported.items() if key not in known}
 
     @property
     def masked_token(self) -> str | None:

@@ -310,7 +310,7 @@ class Env:
                 f"env {self.name!r} is not up; run `mlinfra up {self.environment.cli_args}` first"
             )
         program = self.environment.project.stack_dir / "__main__.py"
-        return StackOutputs.parse(self.name, plain(outputs), program)
+        return StackOutputs(self.name, program, plain(outputs))
 
     @contextmanager
     def pinned(self) -> Iterator[StackOutputs]:

@@ -35,6 +35,7 @@ __all__ = [
     "ensure_importable",
     "program_file",
     "run_program",
+    "sdk_event_loop",
 ]
 
 STACK_TYPE = "pulumi:pulumi:Stack"
@@ -165,32 +166,40 @@ def run_program(
         )
     )
     ensure_importable([main.parent])
+    # A fresh root stack for this run, whatever an earlier program or test left in this context.
+    root_token = ROOT.set(None)
+    try:
+        with sdk_event_loop() as loop, _keeping_ints():
+            loop.run_until_complete(run_in_stack(_runner(main)))
+    finally:
+        ROOT.reset(root_token)
+
+
+@contextmanager
+def sdk_event_loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """A fresh event loop for the pulumi SDK on this thread, closed after the block with the
+    loops of its executor threads: the SDK (de)serializes there and needs a loop on each, and
+    its own would leak until garbage collection."""
     thread_loops: list[asyncio.AbstractEventLoop] = []
 
     def give_thread_a_loop() -> None:
-        # The SDK (de)serializes on executor threads and needs an event loop there; making it
-        # here lets the run close it, where the SDK's own would leak until garbage collection.
         thread_loop = asyncio.new_event_loop()
         asyncio.set_event_loop(thread_loop)
         thread_loops.append(thread_loop)
 
-    # A fresh root stack for this run, whatever an earlier program or test left in this context.
-    root_token = ROOT.set(None)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     loop.set_default_executor(
         ThreadPoolExecutor(thread_name_prefix="mlinfra-register", initializer=give_thread_a_loop)
     )
     try:
-        with _keeping_ints():
-            loop.run_until_complete(run_in_stack(_runner(main)))
+        yield loop
     finally:
         loop.run_until_complete(loop.shutdown_default_executor())
         loop.close()
         asyncio.set_event_loop(None)
         for thread_loop in thread_loops:
             thread_loop.close()
-        ROOT.reset(root_token)
 
 
 def program_file(stack_dir: Path) -> Path:

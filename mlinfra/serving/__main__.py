@@ -21,6 +21,10 @@ if TYPE_CHECKING:
 # Workers are separate processes started by uvicorn from an import string, so the options reach
 # them through the environment.
 _ENV_PREFIX = "MLINFRA_SERVING_"
+# uvicorn kills and restarts a worker that does not answer its master's ping within this long
+# (its default, 5 s, killed workers that were starting or merely slow on a busy machine, and
+# restarted them into the same wait); a hung worker goes after 30 s, as with gunicorn's --timeout.
+_WORKER_SILENCE_SECONDS = 30
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -134,6 +138,7 @@ def main(argv: list[str] | None = None) -> None:
         access_log=False,
         server_header=False,
         timeout_graceful_shutdown=10,
+        timeout_worker_healthcheck=_WORKER_SILENCE_SECONDS,
         http="mlinfra.serving._http:GuardedHTTP",  # deadlines on request heads (slowloris)
         ws="none",
     )

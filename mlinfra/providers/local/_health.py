@@ -29,7 +29,11 @@ __all__ = [
 ]
 
 HEALTH_PATH = "/v2/health/live"
-HEALTH_TIMEOUT = 30.0
+# How long a starting server or monitor may take to be ready before `up` gives it up. Definite
+# failures (supervisord gave up, a refused table) end the wait at once; this bounds only a slow
+# start, and a two-core machine busy with other work was seen to need more than 30 s to start two
+# workers that import scikit-learn, pandas and pyarrow.
+HEALTH_TIMEOUT = 120.0
 _STATES = {
     "BACKOFF": "it exited while starting",
     "FATAL": "it kept exiting and supervisord gave up",

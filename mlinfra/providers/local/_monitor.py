@@ -24,12 +24,11 @@ from ..._fs import read_record
 from ...engine._data import data_loss_allowed
 from ...errors import DeploymentError, StateError
 from ._base import AbsolutePath, LocalProvider, LocalResource, ProviderInputs, gone, is_unknown
-from ._health import UP_STATES
+from ._health import HEALTH_TIMEOUT, UP_STATES
 from ._supervisor import Supervisor
 
 __all__ = ["DriftMonitorArgs", "DriftMonitorProcess", "DriftMonitorProvider"]
 
-READY_TIMEOUT = 30.0
 # A heartbeat older than this many intervals (plus a margin for a slow check) is a hung monitor.
 _STALE_INTERVALS = 3
 _STALE_MARGIN_SECONDS = 60.0
@@ -132,7 +131,7 @@ class DriftMonitorProvider(LocalProvider[MonitorInputs]):
         instance.write(command, {SPEC_FILE: spec.model_dump_json(indent=2)})
         instance.launch()
         started = time.time()
-        deadline = time.monotonic() + READY_TIMEOUT
+        deadline = time.monotonic() + HEALTH_TIMEOUT
         while (trouble := _trouble(instance, inputs, since=started)) is not None:
             if instance.program_state() in {"BACKOFF", "FATAL", "EXITED"}:
                 break
