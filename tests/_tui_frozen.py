@@ -105,6 +105,9 @@ class FrozenProject:
     def env_names(self) -> list[str]:
         return list(self._envs)
 
+    def branch_env_names(self) -> list[str]:
+        return []  # no branch envs: the screens show the four envs of mlinfra.toml
+
     def env(self, name: str) -> FrozenEnv:
         return self._envs[name]
 

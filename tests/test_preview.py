@@ -13,6 +13,7 @@ from _state_rows import state_rows
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import mlinfra
 from mlinfra.config import load_project
 from mlinfra.errors import ConfigError
 from mlinfra.preview import (
@@ -24,6 +25,7 @@ from mlinfra.preview import (
     normalise_branch,
 )
 from mlinfra.providers.local._ports import spread_ports
+from mlinfra.tui import Source
 
 DAY = 86400.0
 T0 = 1_900_000_000.0  # a fixed "now" for MLINFRA_NOW: 2030-03-17
@@ -197,6 +199,8 @@ def test_a_branch_env_is_found_by_its_own_name_once_up(journal_project):
     assert _envs(journal_project) == {}, "reading a branch env does not make one"
     _up(journal_project, "feature/a")
     assert journal_project.cli("status", "--env", name).returncode == 0
+    project = mlinfra.open_project(journal_project.root)
+    assert Source(project).env_names == ["dev", "other", name], "the TUI lists it"
     both = journal_project.cli("status", "--env", name, "--branch", "feature/a")
     assert both.returncode == 2 and "names a branch env already" in both.stderr
     from_env_var = journal_project.cli("status", "--json", env={"MLINFRA_BRANCH": "feature/a"})

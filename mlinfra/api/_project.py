@@ -99,6 +99,13 @@ class Project:
     def envs(self) -> list[Env]:
         return [self.env(name) for name in self.env_names]
 
+    def branch_env_names(self) -> list[str]:
+        """The branch envs recorded in the project's state, oldest first, by their own names;
+        no stack is read (`branch_envs()` reads each)."""
+        from ..preview import branch_env_names
+
+        return branch_env_names(self.config)
+
     def branch_envs(self) -> list[BranchEnvStatus]:
         """The branch envs recorded in the project's state: record, status, URL, age."""
         from ..preview import branch_envs

@@ -15,7 +15,7 @@ is `now()` (`MLINFRA_NOW` stands in for it), and an env's engine keeps its recor
 from ._clock import NOW_ENV, now
 from ._engine import BranchEngine
 from ._environments import branch_environment, claim, creator, forget, recorded
-from ._gc import BranchEnvStatus, Collected, branch_envs, collect_garbage
+from ._gc import BranchEnvStatus, Collected, branch_env_names, branch_envs, collect_garbage
 from ._names import DNS_LABEL, MAX_NAME, branch_env_name, branch_slug, normalise_branch
 from ._summary import STEP_SUMMARY_ENV, Summary, summarise
 
@@ -29,6 +29,7 @@ __all__ = [
     "Collected",
     "Summary",
     "branch_env_name",
+    "branch_env_names",
     "branch_environment",
     "branch_envs",
     "branch_slug",

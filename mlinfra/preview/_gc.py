@@ -76,6 +76,13 @@ class Collected:
         }
 
 
+def branch_env_names(project: Project) -> list[str]:
+    """Every branch env recorded in the project's state, oldest first, by its stack name."""
+    with state_of(project) as store:
+        records = store.branch_envs()
+    return [record.stack for record in sorted(records, key=lambda known: known.created_at)]
+
+
 def branch_envs(project: Project) -> list[BranchEnvStatus]:
     """Every branch env recorded in the project's state, oldest first."""
     from ..engine import open_engine

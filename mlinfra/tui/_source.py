@@ -120,7 +120,9 @@ class Source:
 
     @property
     def env_names(self) -> list[str]:
-        return self.project.env_names
+        """The envs of mlinfra.toml, then the branch envs up or kept (`--branch`), each by its
+        own name, as `--env` takes it."""
+        return [*self.project.env_names, *self.project.branch_env_names()]
 
     def _env(self, name: str) -> Env:
         return self.project.env(name)
