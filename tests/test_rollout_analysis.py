@@ -163,8 +163,8 @@ def test_public_api_is_the_documented_surface() -> None:
     assert mlinfra.rollout.__all__ == [
         "DEFAULT_STEPS", "TOKEN_VARIABLE", "AnalysisPolicy", "Rollout", "Snapshot", "StepResult",
         "Target", "VariantStats", "abort", "analyse", "begin", "deploy", "drive", "parse_duration",
-        "parse_steps", "promote", "psi", "recover", "resume", "rollback", "scrape", "spawn_driver",
-        "status", "stop_driver",
+        "parse_steps", "promote", "psi", "recover", "resume", "rollback", "rollback_version",
+        "scrape", "spawn_driver", "status", "stop_driver",
     ]  # fmt: skip
     assert mlinfra.serving.__all__ == [
         "Deployment", "WorkerAck", "deployment_dir", "read_acks", "read_deployment",
