@@ -70,7 +70,7 @@ def test_status_and_history_show_what_ran_who_ran_it_and_how_it_ended(
 ) -> None:
     assert journal_project.cli("up", "--yes", env={"LOGNAME": "bob"}).returncode == 0
     killed = journal_project.popen(
-        "up", "--yes", env={"LOGNAME": "carol", "SLOW_SECONDS": "5", "CONTENT": "new"}
+        "up", "--yes", env={"LOGNAME": "carol", "SLOW_SECONDS": "60", "CONTENT": "new"}
     )
     try:
         wait_for(lambda: _latest(journal_project)["result"] == "in-progress", "carol's up started")

@@ -77,7 +77,7 @@ def test_killed_up_repeatedly_then_up_finishes_with_one_record_each(journal_proj
 def test_force_unlock_takes_a_lock_from_a_live_holder(journal_project):
     assert journal_project.cli("up", "--yes").returncode == 0
     (journal_project.out / "f2.txt").unlink()  # drift, for the forced refresh to record
-    holder = journal_project.popen("up", "--yes", env={"SLOW_SECONDS": "5", "CONTENT": "new"})
+    holder = journal_project.popen("up", "--yes", env={"SLOW_SECONDS": "60", "CONTENT": "new"})
     try:
         taken = wait_for(lambda: _lock(journal_project), "the holder took the lock")
         assert taken["pid"] == holder.pid
