@@ -148,11 +148,11 @@ def test_cli_says_a_driver_died_resumes_it_and_destroy_stops_it(iris_project) ->
     assert "nothing to do" in same.stdout
 
     canary = iris_project.cli(
-        "deploy", "2", "--env", "dev", "--steps", "50,100", "--interval", "2s",
+        "deploy", "2", "--env", "dev", "--steps", "50,100", "--interval", "10s",
         "--min-samples", "20",
     )  # fmt: skip
     assert canary.returncode == 0, canary.stderr
-    running = _wait_for_driver(target, "running")  # no traffic: it waits at 50% for 20 s
+    running = _wait_for_driver(target, "running")  # no traffic: it waits at 50% for 100 s
     busy = iris_project.cli("deploy", "1", "--env", "dev")
     assert busy.returncode == RolloutConflictError.exit_code == 8
     assert busy.stderr.count("\n") == 1 and "in progress" in busy.stderr
