@@ -376,7 +376,10 @@ async def test_an_unreachable_server_is_explained_in_place_of_its_traffic(
 
         def _env(self, name: str) -> mlinfra.Env:
             env = super()._env(name)
-            closed = dataclasses.replace(env.outputs(), serving_url="http://127.0.0.1:9")
+            outputs = env.outputs()
+            closed = dataclasses.replace(
+                outputs, exported={**outputs.exported, "serving_url": "http://127.0.0.1:9"}
+            )
             env.outputs = lambda: closed  # type: ignore[method-assign]
             return env
 
