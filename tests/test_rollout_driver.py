@@ -48,7 +48,8 @@ from mlinfra.serving._deployments import write_ack
 GOOD = 2
 INTERVAL = 0.3
 # Room for a starved step to stay open while a driver is killed and started again (30 s).
-POLICY = AnalysisPolicy(min_samples=20, max_wait_intervals=100)
+# latency is judged in its own tests; here a loaded machine must not abort the canary
+POLICY = AnalysisPolicy(min_samples=20, max_wait_intervals=100, latency_slack_ms=1000.0)
 
 
 @pytest.fixture(scope="module")
