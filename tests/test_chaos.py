@@ -50,6 +50,9 @@ pytestmark = pytest.mark.slow
 WORKERS = 2
 PROBE_P99_SECONDS = 0.100  # the issue's target for readiness probes while the env is up
 PAUSE_SECONDS = 0.01  # between two rounds of the load: about 60 requests a second each way
+# A request that reaches a new master before its workers are up waits for them (documented): a
+# patient client, as a load balancer's is, so that a loaded machine's slow boot is not a failure.
+REQUEST_TIMEOUT_SECONDS = 60
 
 
 Documented = Callable[["Outcome"], bool]
@@ -128,30 +131,40 @@ class SteadyLoad:
     phases: list[Phase] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)  # list.append is atomic
     _stop: threading.Event = field(default_factory=threading.Event)
+    _sending: Phase | None = None  # the phase of the request in flight
+    _thread: threading.Thread | None = None
 
     def begin(self, name: str, documented: Documented = nothing, *, down: bool = False) -> Phase:
-        """Requests sent from now on belong to phase `name`."""
+        """Requests sent from now on belong to phase `name`; it returns once none sent before is
+        still in flight, so that the fault the caller brings next meets only requests of `name`
+        and is judged by what its docs allow."""
         phase = Phase(name, time.monotonic(), documented, down)
         self.phases.append(phase)
+        if self._thread is not None and self._thread.is_alive():
+            wait_for(
+                lambda: self._sending is phase,
+                f"the load sending in phase {name!r}",
+                timeout=REQUEST_TIMEOUT_SECONDS + 10,
+            )
         return phase
 
     @contextmanager
     def running(self) -> Iterator[SteadyLoad]:
         self.begin("bring up")
-        thread = threading.Thread(target=self._run, daemon=True)
-        thread.start()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
         try:
             yield self
         finally:
             self._stop.set()
-            thread.join()
+            self._thread.join()
 
     def _run(self) -> None:
         fresh = httpx.Limits(max_keepalive_connections=0)
         kept_port, probe_port = ClientPort(), ClientPort()
         with (
-            httpx.Client(timeout=10, trust_env=False) as kept,
-            httpx.Client(timeout=10, trust_env=False, limits=fresh) as probes,
+            httpx.Client(timeout=REQUEST_TIMEOUT_SECONDS, trust_env=False) as kept,
+            httpx.Client(timeout=REQUEST_TIMEOUT_SECONDS, trust_env=False, limits=fresh) as probes,
         ):
             while not self._stop.is_set():
                 self._send(
@@ -175,6 +188,7 @@ class SteadyLoad:
 
     def _send(self, kind: str, request: Callable[[], httpx.Response], port: ClientPort) -> None:
         phase, sent, started = self.phases[-1], time.monotonic(), time.perf_counter()
+        self._sending = phase
         status, error = None, None
         try:
             response = request()
