@@ -88,6 +88,7 @@ def mlinfra(project: Path, *args: str) -> str:
 
 def build(project: Path) -> None:
     """The project, its three envs up, versions, deployments and alerts (a few minutes)."""
+    project.parent.mkdir(parents=True, exist_ok=True)  # --keep names a folder that may not exist
     mlinfra(project.parent, "init", str(project))
     config = project / "mlinfra.toml"
     text = config.read_text()
