@@ -200,6 +200,8 @@ def test_project_class_trains_evaluates_and_is_served_by_real_server_and_driver(
     assert answer.status_code == 200, answer.text
     assert answer.json()["predictions"] == ["setosa"]
     assert answer.headers["x-model-version"] == "2"
+    drift = project.cli("drift", "--json")  # loads the served version in the CLI's own process
+    assert drift.returncode == 0, drift.stderr
 
     second = project.ok_json("train", "--search", "none")
     canary = project.cli(

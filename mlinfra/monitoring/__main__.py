@@ -7,7 +7,6 @@ import logging
 import sys
 from pathlib import Path
 
-from .._code_paths import put_first_on_path
 from .._fs import read_record
 from ._monitor import run_monitor
 from ._spec import MonitorSpec
@@ -24,8 +23,6 @@ def main(argv: list[str] | None = None) -> int:
     if spec is None:
         print(f"no monitor spec at {args.spec}; `mlinfra up` writes it", file=sys.stderr)
         return 2
-    # The served versions' classes live in the project's own modules.
-    put_first_on_path(spec.code_paths)
     run_monitor(spec)
     return 0
 

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._code_paths import put_first_on_path
 from .._durations import format_duration
 from .._fs import atomic_write_text, read_record
 from .._process import ProcessIdentity
@@ -600,6 +601,7 @@ def _start_cycle(spec: MonitorSpec, log_file: Path) -> subprocess.Popen[bytes]:
 def observe_now(spec: MonitorSpec) -> dict[str, Any]:
     """The env's drift report computed now from its prediction log, as its monitor would,
     without raising alerts or acting (for `mlinfra drift --env E`)."""
+    put_first_on_path(spec.code_paths)  # the served version may hold the project's own classes
     return Monitor(spec, status=_status(spec)).observe(time.time())
 
 
@@ -619,6 +621,7 @@ def _status(spec: MonitorSpec) -> MonitorStatus:
 def run_monitor(spec: MonitorSpec, *, stop: threading.Event | None = None) -> None:
     """Check every interval until SIGTERM (or `stop`); a failed check is logged and retried
     at the next interval, never the end of the monitor."""
+    put_first_on_path(spec.code_paths)  # the served versions may hold the project's own classes
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError as PydanticValidationError
 
+from .._code_paths import put_first_on_path, recorded_code_paths
 from .._process import ProcessIdentity
 from ..errors import (
     ConfigError,
@@ -245,6 +246,7 @@ def _verified(target: Target, model: str | None, ref: str) -> tuple[str, int]:
         if registry.schema(version) is None:
             raise DeploymentError(f"{version.ref} has no stored input schema; it cannot be served")
         if not read_acks(target.directory):
+            put_first_on_path(recorded_code_paths(target.directory))  # the project's classes
             registry.load(version)
     return name, version.version
 
