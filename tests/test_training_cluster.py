@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,26 +18,12 @@ from conftest import IrisProject, wait_for
 from sklearn.ensemble import GradientBoostingClassifier
 
 from mlinfra.errors import MlinfraError
-from mlinfra.providers.local import DaskClusterProvider
 from mlinfra.providers.local._supervisor import Supervisor
 from mlinfra.training._folds import DaskFolds, FoldResult, FoldTask, InProcessFolds
 
 pytestmark = pytest.mark.slow
 
-WORKERS = 2
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    """A two-worker cluster made by its provider; deleted after, leaving no process."""
-    provider = DaskClusterProvider()
-    run_dir = tmp_path / "cluster"
-    props = {"run_dir": str(run_dir), "workers": WORKERS, "__provider": "x"}
-    made = provider.create(props)
-    yield {"provider": provider, "id": made.id, "outs": made.outs}
-    provider.delete(made.id, made.outs)
-    assert _processes(run_dir) == []
-    assert not run_dir.exists()
+WORKERS = 2  # conftest's dask_cluster
 
 
 def _processes(run_dir: Path) -> list[psutil.Process]:
@@ -77,15 +62,15 @@ def _scores(results: list[FoldResult]) -> list[tuple[int, int, float | None, str
 
 
 def test_cluster_starts_on_loopback_with_every_worker_and_reports_its_health(
-    cluster: dict[str, Any],
+    dask_cluster: dict[str, Any],
 ) -> None:
-    outs = cluster["outs"]
+    outs = dask_cluster["outs"]
     assert outs["healthy"] is True and outs["workers"] == WORKERS
     assert outs["scheduler"] == f"tcp://127.0.0.1:{outs['scheduler_port']}"
     assert outs["dashboard"] == f"http://127.0.0.1:{outs['dashboard_port']}/status"
-    read = cluster["provider"].read(cluster["id"], outs)
+    read = dask_cluster["provider"].read(dask_cluster["id"], outs)
     assert read.outs["healthy"] is True
-    run_dir = Path(cluster["id"])
+    run_dir = Path(dask_cluster["id"])
     assert len(_worker_processes(run_dir)) == WORKERS
     for process in _processes(run_dir):
         for connection in process.net_connections("tcp"):
@@ -94,14 +79,14 @@ def test_cluster_starts_on_loopback_with_every_worker_and_reports_its_health(
 
 
 def test_search_with_a_worker_killed_mid_search_ends_as_an_undisturbed_one(
-    cluster: dict[str, Any],
+    dask_cluster: dict[str, Any],
 ) -> None:
     features, target, tasks = _search_data()
     estimator = GradientBoostingClassifier(random_state=0)
     alone = InProcessFolds()
     expected = alone.run(alone.share(features, target), estimator, "accuracy", tasks, print)
 
-    run_dir = Path(cluster["id"])
+    run_dir = Path(dask_cluster["id"])
     victim = _worker_processes(run_dir)[0]
     done: list[FoldResult] = []
 
@@ -110,7 +95,7 @@ def test_search_with_a_worker_killed_mid_search_ends_as_an_undisturbed_one(
         if len(done) == 2:
             os.kill(victim.pid, signal.SIGKILL)
 
-    folds = DaskFolds(cluster["outs"]["scheduler"])
+    folds = DaskFolds(dask_cluster["outs"]["scheduler"])
     try:
         results = folds.run(
             folds.share(features, target), estimator, "accuracy", tasks, kill_after_two
@@ -121,17 +106,20 @@ def test_search_with_a_worker_killed_mid_search_ends_as_an_undisturbed_one(
     assert _scores(results) == _scores(expected)
     assert len(done) == len(tasks)
     # the nanny started a new worker in its place: the cluster is whole again
-    provider = cluster["provider"]
-    wait_for(lambda: provider.read(cluster["id"], cluster["outs"]).outs["healthy"], "whole again")
+    provider = dask_cluster["provider"]
+    wait_for(
+        lambda: provider.read(dask_cluster["id"], dask_cluster["outs"]).outs["healthy"],
+        "whole again",
+    )
 
 
-def test_lost_scheduler_is_a_clear_error_and_seen_by_read(cluster: dict[str, Any]) -> None:
-    run_dir = Path(cluster["id"])
+def test_lost_scheduler_is_a_clear_error_and_seen_by_read(dask_cluster: dict[str, Any]) -> None:
+    run_dir = Path(dask_cluster["id"])
     Supervisor(run_dir / "scheduler").stop()  # its supervisord too: nothing brings it back
-    read = cluster["provider"].read(cluster["id"], cluster["outs"])
+    read = dask_cluster["provider"].read(dask_cluster["id"], dask_cluster["outs"])
     assert read.outs["healthy"] is False
     assert "scheduler is not running" in read.outs["problem"]
-    folds = DaskFolds(cluster["outs"]["scheduler"])
+    folds = DaskFolds(dask_cluster["outs"]["scheduler"])
     with pytest.raises(MlinfraError, match="cannot be reached.*mlinfra up --refresh"):
         folds.connect()
 
@@ -139,13 +127,13 @@ def test_lost_scheduler_is_a_clear_error_and_seen_by_read(cluster: dict[str, Any
 def test_staging_trains_on_its_cluster_and_up_refresh_repairs_a_dead_scheduler(
     iris_project: IrisProject,
 ) -> None:
-    up = iris_project.cli("up", "--env", "staging", "--yes")
+    up = iris_project.cli("up", "--env", "staging", "--yes", timeout=300)
     assert up.returncode == 0, up.stderr
     outputs = json.loads(iris_project.cli("outputs", "--env", "staging", "--json").stdout)
     assert outputs["training_scheduler"].startswith("tcp://127.0.0.1:")
     assert outputs["training_dashboard"].endswith("/status")
 
-    trained = iris_project.cli("train", "--env", "staging", "--json")
+    trained = iris_project.cli("train", "--env", "staging", "--json", timeout=300)
     assert trained.returncode == 0, trained.stderr
     assert json.loads(trained.stdout)["search"]["trials"] == 8
 
@@ -159,9 +147,9 @@ def test_staging_trains_on_its_cluster_and_up_refresh_repairs_a_dead_scheduler(
     assert line.startswith("error:") and "cannot be reached" in line
     assert "mlinfra up --refresh" in line
 
-    repaired = iris_project.cli("up", "--env", "staging", "--refresh", "--yes")
+    repaired = iris_project.cli("up", "--env", "staging", "--refresh", "--yes", timeout=300)
     assert repaired.returncode == 0, repaired.stderr
-    again = iris_project.cli("train", "--env", "staging", "--json")
+    again = iris_project.cli("train", "--env", "staging", "--json", timeout=300)
     assert again.returncode == 0, again.stderr
 
 
@@ -172,3 +160,22 @@ def test_dev_has_no_cluster_and_trains_in_process(iris_project: IrisProject) -> 
     assert "training_scheduler" not in outputs and outputs["training_workers"] == 1
     trained = iris_project.cli("train", "--env", "dev", "--json")
     assert trained.returncode == 0, trained.stderr
+
+
+@pytest.mark.parametrize(
+    ("training", "said"),
+    [
+        ('scheduler = "dask.internal:8786"', "use tcp://host:port"),
+        ('scheduler = "tcp://dask.internal"', "use tcp://host:port"),
+        ('scheduler = "tcp://dask.internal:8786"\nworkers = 4', "drop training.workers"),
+    ],
+)
+def test_a_bad_training_cluster_setting_is_one_line_exit_2(
+    iris_project: IrisProject, training: str, said: str
+) -> None:
+    config = iris_project.root / "mlinfra.toml"
+    config.write_text(config.read_text() + f"\n[env.dev.training]\n{training}\n")
+    done = iris_project.cli("preview", "--env", "dev")
+    assert done.returncode == 2
+    [line] = done.stderr.strip().splitlines()
+    assert "env.dev.training" in line and said in line, line
