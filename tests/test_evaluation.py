@@ -45,7 +45,7 @@ def iris_version(registry: Registry, tmp_path: Path, estimator: object) -> Model
         load_data=lambda: (FEATURES, IRIS.target),
         estimator=lambda: estimator,
     )
-    return train(model, registry=registry, env="dev", workspace=tmp_path / "ws", workers=1).version
+    return train(model, registry=registry, env="dev", workspace=tmp_path / "ws").version
 
 
 def evaluate_iris(registry: Registry, version: ModelVersion, **options: object) -> EvaluationReport:
@@ -186,10 +186,10 @@ def test_regression_gates_relative_to_champion(registry: Registry, tmp_path: Pat
         estimator=lambda: Ridge(alpha=1.0),
         gates=("rmse <= champion * 1.05", "r2 >= 0.3"),
     )
-    first = train(model, registry=registry, env="dev", workspace=tmp_path / "ws", workers=1)
+    first = train(model, registry=registry, env="dev", workspace=tmp_path / "ws")
     registry.set_alias("diabetes", "champion", 1, env="dev", reason="first")
     worse = ModelDefinition(**{**model.__dict__, "estimator": lambda: Ridge(alpha=1000.0)})
-    train(worse, registry=registry, env="dev", workspace=tmp_path / "ws", workers=1)
+    train(worse, registry=registry, env="dev", workspace=tmp_path / "ws")
     report = evaluate_declared(worse, registry, "latest", env="dev")
     assert report.data["source"] == "the test split of the training data (seed 0)"
     assert set(report.metrics) >= {"rmse", "mae", "r2"} and report.version == 2
@@ -226,7 +226,7 @@ def test_evaluation_reads_declared_data_for_the_env(registry: Registry, tmp_path
         load_evaluation_data=evaluation_data,
         gates=("accuracy >= 0.9",),
     )
-    train(model, registry=registry, env="staging", workspace=tmp_path / "ws", workers=1)
+    train(model, registry=registry, env="staging", workspace=tmp_path / "ws")
     report = evaluate_declared(model, registry, "1", env="staging")
     assert seen == ["staging"] and report.data["rows"] == 50 and report.passed
     assert report.data["source"].endswith("evaluation_data")
@@ -243,7 +243,7 @@ def test_each_version_is_scored_on_its_own_columns_and_refused_data_names_it(
         load_data=lambda: (wide_features, IRIS.target),
         estimator=good,
     )
-    wide = train(wide_model, registry=registry, env="dev", workspace=tmp_path / "ws", workers=1)
+    wide = train(wide_model, registry=registry, env="dev", workspace=tmp_path / "ws")
     registry.set_alias("iris", "champion", narrow.version, env="dev", reason="first")
     reordered = wide_features.iloc[:, ::-1]  # each version takes its columns in its own order
     compared = evaluate(registry, wide.version, env="dev", features=reordered, target=IRIS.target)
