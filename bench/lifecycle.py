@@ -18,7 +18,6 @@ Run by hand from the repository root and paste the table into docs/benchmarks.md
 from __future__ import annotations
 
 import os
-import platform
 import shutil
 import socket
 import sqlite3
@@ -27,10 +26,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
 
 import pandas as pd
+from _machine import machine_line
 from sklearn.datasets import make_classification
 from sklearn.ensemble import RandomForestClassifier
 
@@ -270,11 +269,7 @@ def main() -> None:
             rows += search_speedup(work, args.baseline_ref, args.baseline_python)
         if "listing" in parts:
             rows += listing(work)
-    cpu = platform.processor() or platform.machine()
-    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
-    print(f"Machine: {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
-          f"{platform.system()} {platform.release()}; {date.today().isoformat()}; "
-          f"load average {started_load:.1f} before, {load} after\n")  # fmt: skip
+    print(machine_line(started_load) + "\n")
     print("| measurement | result |\n| --- | --- |")
     for name, value in rows:
         print(f"| {name} | {value} |")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import re
 import shutil
 import socket
@@ -24,8 +23,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
+
+from _machine import machine_line
 
 ROOT = Path(__file__).resolve().parent.parent
 MLINFRA = [sys.executable, "-m", "mlinfra"]
@@ -97,11 +97,7 @@ def main() -> None:
             check=False,
         )
         shutil.rmtree(work, ignore_errors=True)
-    print(
-        f"{datetime.now():%Y-%m-%d %H:%M}, {platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}, load average {load_before:.1f} at the start, "
-        f"{os.getloadavg()[0]:.1f} after; median of {options.runs} runs\n"
-    )
+    print(f"{machine_line(load_before)}; median of {options.runs} runs\n")
     print("| step | new branch env | second push |")
     print("|---|---|---|")
     for name, _ in STEPS:

@@ -29,7 +29,6 @@ import fcntl
 import json
 import logging
 import os
-import platform
 import pty
 import re
 import select
@@ -45,11 +44,11 @@ import threading
 import time
 from collections import defaultdict
 from contextlib import contextmanager
-from datetime import date
 from pathlib import Path
 from typing import Any
 
 import httpx
+from _machine import machine_line
 
 BIN = Path(sys.executable).parent
 ENVS = [f"env-{index:02d}" for index in range(20)]
@@ -539,11 +538,7 @@ def main() -> None:
             for name in (BUSY, SERVING, EMPTY):
                 mlinfra(project, "destroy", "--env", name, "--yes")
             shutil.rmtree(folder)
-    cpu = platform.processor() or platform.machine()
-    after = ", ".join(f"{value:.1f}" for value in os.getloadavg())
-    print(f"Machine: {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
-          f"{platform.system()} {platform.release()}; {date.today().isoformat()}; "
-          f"load average {load:.1f} before, {after} after\n")  # fmt: skip
+    print(machine_line(load) + "\n")
     print("| metric | target | measured (median / max) |\n| --- | --- | --- |")
     for row in report(first, timings, keys, machine_stall):
         print("| " + " | ".join(row) + " |")
