@@ -35,6 +35,8 @@ serving = ServingStack(
 pulumi.export("training_workspace", training.workspace)
 pulumi.export("training_workers", training.workers)
 pulumi.export("training_code_paths", training.code_paths)
+if training.scheduler is not None:  # on kubernetes: where `training.scheduler` points
+    pulumi.export("training_scheduler", training.scheduler)
 pulumi.export("registry_path", registry.path)
 pulumi.export("serving_url", serving.url)
 if serving.token is not None:

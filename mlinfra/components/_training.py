@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pulumi
 
 from ..config import Environment
 from ..providers.local import TrainingWorkspace, TrainingWorkspaceArgs
-from ._target import Target, require_local
+from ._target import Target, kubernetes_target, require_target
+
+if TYPE_CHECKING:
+    from ..kubernetes import KubernetesTarget
 
 __all__ = ["TrainingCluster", "TrainingClusterArgs"]
 
@@ -23,6 +27,8 @@ class TrainingClusterArgs:
     """Directories of the project's own modules, put first on each worker's import path;
     absolute. `from_environment` gives the project root."""
     target: Target = "local"
+    kubernetes: KubernetesTarget | None = None
+    """The env's namespace and settings, on the kubernetes target."""
 
     @classmethod
     def from_environment(cls, env: Environment) -> TrainingClusterArgs:
@@ -31,21 +37,29 @@ class TrainingClusterArgs:
             workers=env.settings.training.workers,
             code_paths=[str(env.project.root.resolve())],
             target=env.settings.target,
+            kubernetes=kubernetes_target(env),
         )
 
 
 class TrainingCluster(pulumi.ComponentResource):
-    """On `local`, a workspace directory and a process pool on this machine."""
+    """On `local`, a workspace directory and a process pool on this machine; on
+    `kubernetes`, a Dask cluster (mlinfra.kubernetes.DaskCluster)."""
 
     workspace: pulumi.Output[str]
     workers: pulumi.Output[int]
     code_paths: pulumi.Output[list[str]]
+    scheduler: pulumi.Output[str] | None = None
+    """The Dask scheduler's address on kubernetes; None on local."""
+    dashboard: pulumi.Output[str] | None = None
 
     def __init__(
         self, name: str, args: TrainingClusterArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        require_local(args.target, "TrainingCluster")
+        require_target(args.target, args.kubernetes, "TrainingCluster")
         super().__init__("mlinfra:index:TrainingCluster", name, None, opts)
+        if args.kubernetes is not None:
+            self._on_kubernetes(name, args, args.kubernetes)
+            return
         workspace = TrainingWorkspace(
             f"{name}-workspace",
             TrainingWorkspaceArgs(
@@ -58,4 +72,26 @@ class TrainingCluster(pulumi.ComponentResource):
         self.code_paths = workspace.code_paths
         self.register_outputs(
             {"workspace": self.workspace, "workers": self.workers, "code_paths": self.code_paths}
+        )
+
+    def _on_kubernetes(
+        self, name: str, args: TrainingClusterArgs, target: KubernetesTarget
+    ) -> None:
+        from ..kubernetes import DaskCluster, image_ref
+
+        workers = args.workers if isinstance(args.workers, int) else 0
+        cluster = DaskCluster(
+            name,
+            target,
+            workers=workers,
+            serving_image=image_ref(target),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.workspace = pulumi.Output.from_input("/tmp")  # each worker's scratch emptyDir
+        self.workers = cluster.workers
+        self.code_paths = pulumi.Output.from_input([])
+        self.scheduler = cluster.scheduler
+        self.dashboard = cluster.dashboard
+        self.register_outputs(
+            {"scheduler": self.scheduler, "dashboard": self.dashboard, "workers": self.workers}
         )
