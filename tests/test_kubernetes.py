@@ -406,3 +406,34 @@ def test_kubernetes_env_without_pulumi_cli_says_so_in_one_line(example: Path, co
     (line,) = result.stderr.strip().splitlines()
     assert "not applied from here" in line
     assert "mlinfra render --env prod --out DIR" in line and "kubectl apply -R -f DIR" in line
+
+
+def test_public_surface() -> None:
+    import mlinfra.kubernetes as kubernetes
+
+    assert kubernetes.__all__ == sorted(kubernetes.__all__)
+    assert {"render", "Rendered", "KubernetesTarget", "DaskCluster", "KubeServing"} <= set(
+        kubernetes.__all__
+    )
+
+
+def test_monitor_once_runs_one_real_check_and_exits(tmp_path: Path) -> None:
+    """What the CronJob runs: one check (nothing served yet, so nothing to compare), its
+    heartbeat written, then exit 0; no loop."""
+    from mlinfra.monitoring.__main__ import main
+
+    spec = tmp_path / "monitor.json"
+    directory = tmp_path / "monitoring"
+    spec.write_text(
+        json.dumps(
+            {
+                "env": "prod",
+                "registry": str(tmp_path / "registry"),
+                "directory": str(directory),
+                "url": "http://127.0.0.1:9",
+            }
+        )
+    )
+    assert main(["--spec", str(spec), "--once"]) == 0
+    status = json.loads((directory / "status.json").read_text())
+    assert status["checks"] == 1 and status["last_error"] is None
