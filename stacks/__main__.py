@@ -37,6 +37,7 @@ pulumi.export("training_workers", training.workers)
 pulumi.export("training_code_paths", training.code_paths)
 if training.scheduler is not None:  # on kubernetes: where `training.scheduler` points
     pulumi.export("training_scheduler", training.scheduler)
+    pulumi.export("training_dashboard", training.dashboard)
 pulumi.export("registry_path", registry.path)
 pulumi.export("serving_url", serving.url)
 if serving.token is not None:

@@ -45,6 +45,7 @@ class ObjectsMonitor(MockMonitor):
         super().__init__(EchoMocks())
         self.objects: list[dict[str, Any]] = []
         self.images: list[dict[str, Any]] = []
+        self.exports: dict[str, Any] = {}
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - the gRPC method name
         response = super().RegisterResource(request)
@@ -74,16 +75,23 @@ def kubernetes_env(tmp_path: Path, **kubernetes: Any) -> Environment:
 def objects_on_mocks(env: Environment) -> ObjectsMonitor:
     import runpy
 
+    from pulumi.runtime.settings import ROOT
+
     monitor = ObjectsMonitor()
-    pulumi.runtime.set_mocks(monitor.mocks, project="demo", stack=env.name, monitor=monitor)
 
     @pulumi.runtime.test
     def body() -> Any:
         with using_environment(env):
             runpy.run_path(str(STACK_PROGRAM))
-            return pulumi.runtime.get_root_resource().outputs
+            monitor.exports = dict(pulumi.runtime.get_root_resource().outputs)
 
-    body()
+    # a root stack of its own, whose exports later tests on mocks do not inherit
+    root = ROOT.set(None)
+    try:
+        pulumi.runtime.set_mocks(monitor.mocks, project="demo", stack=env.name, monitor=monitor)
+        body()
+    finally:
+        ROOT.reset(root)
     return monitor
 
 
@@ -228,6 +236,7 @@ def test_training_cluster_gpus_placement_and_address_on_mocks(tmp_path: Path) ->
     assert spec["tolerations"] == [
         {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
     ]
+    assert {"training_scheduler", "training_dashboard"} <= set(monitor.exports)
     ports = monitor.one("Service", "training-scheduler")["spec"]["ports"]
     assert [port["port"] for port in ports] == [8786, 8787]
     scheduler = monitor.one("Deployment", "training-scheduler")["spec"]["template"]["spec"]

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import pulumi
 
 from ..config import Environment
+from ..errors import ConfigError
 from ..providers.local import TrainingWorkspace, TrainingWorkspaceArgs
 from ._target import Target, kubernetes_target, require_target
 
@@ -79,11 +80,15 @@ class TrainingCluster(pulumi.ComponentResource):
     ) -> None:
         from ..kubernetes import DaskCluster, image_ref
 
-        workers = args.workers if isinstance(args.workers, int) else 0
+        if not isinstance(args.workers, int):
+            raise ConfigError(
+                "TrainingCluster: on kubernetes, workers is a number (the worker pods), "
+                "known when the program runs"
+            )
         cluster = DaskCluster(
             name,
             target,
-            workers=workers,
+            workers=args.workers,
             serving_image=image_ref(target),
             opts=pulumi.ResourceOptions(parent=self),
         )
