@@ -2,12 +2,15 @@
 
 Run by hand from the repository root and paste the table into docs/benchmarks.md:
 
-    /work/venv/bin/python bench/lifecycle.py
+    .venv/bin/python bench/lifecycle.py [--only overhead,search,listing]
+        [--baseline-ref REV] [--baseline-python PY]
 
 1. `train()` (checks, split, fit, test metrics, importances, skops, registry) against a plain
    `fit` of the same random forest on the same data, and on the same training split.
-2. A 16-trial grid search (3 folds each) with one worker (in this process) and two workers
-   (loky processes), cold (workers start during the run) and warm (workers reused).
+2. A 16-trial grid search (3 folds each) in this process, then on a real local Dask cluster
+   (the training cluster's provider) of one worker and of two; with `--baseline-ref`, the same
+   search by the mlinfra of that git revision (say, the loky pool before the Dask cluster) with
+   two workers, run by `--baseline-python` (default: this interpreter) in a checkout of it.
 3. `mlinfra models list --json`, whole process, on a real `up` of the iris example with 10,000
    versions, beside `mlinfra outputs --json` (the same start-up and stack lookup, no listing).
 """
@@ -69,11 +72,7 @@ def train_overhead(work: Path, repeats: int = 3) -> list[tuple[str, str]]:
             plain.append(timed(lambda: forest().fit(features, target)))
             split.append(timed(lambda: forest().fit(x_train, y_train)))
             trained.append(
-                timed(
-                    lambda: train(
-                        model, registry=registry, env="bench", workspace=work / "ws", workers=1
-                    )
-                )
+                timed(lambda: train(model, registry=registry, env="bench", workspace=work / "ws"))
             )
     p, s, t = (statistics.median(x) for x in (plain, split, trained))
     return [
@@ -85,32 +84,113 @@ def train_overhead(work: Path, repeats: int = 3) -> list[tuple[str, str]]:
     ]
 
 
-def search_speedup(work: Path) -> list[tuple[str, str]]:
-    features, target = dataset(6_000)
-    model = ModelDefinition(
-        name="search",
-        task="classification",
-        load_data=lambda: (features, target),
-        estimator=lambda: RandomForestClassifier(n_estimators=80, n_jobs=1, random_state=0),
-        search_space={"max_depth": [6, 8, 10, 12], "min_samples_leaf": [1, 2, 4, 8]},
-    )
+SEARCH_MODEL = """
+import pandas as pd
+from sklearn.datasets import make_classification
+from sklearn.ensemble import RandomForestClassifier
+from mlinfra.training import ModelDefinition
+
+features, target = make_classification(
+    n_samples=6_000, n_features=20, n_informative=10, random_state=0
+)
+features = pd.DataFrame(features, columns=[f"f{i}" for i in range(20)])
+target = pd.Series(target, name="y")
+model = ModelDefinition(
+    name="search",
+    task="classification",
+    load_data=lambda: (features, target),
+    estimator=lambda: RandomForestClassifier(n_estimators=80, n_jobs=1, random_state=0),
+    search_space={"max_depth": [6, 8, 10, 12], "min_samples_leaf": [1, 2, 4, 8]},
+)
+"""
+# The baseline revision's API: `train(..., workers=2)` ran the folds on its loky pool.
+BASELINE = (
+    SEARCH_MODEL
+    + """
+import sys
+from pathlib import Path
+from mlinfra.registry import Registry, initialize
+from mlinfra.training import train
+
+work = Path(sys.argv[1])
+initialize(work / "registry")
+with Registry.open(work / "registry") as registry:
+    for run in ("cold", "warm"):
+        result = train(model, registry=registry, env="bench", workspace=work / "ws", workers=2)
+        print(run, result.seconds["search"])
+"""
+)
+
+
+def search_speedup(
+    work: Path, baseline_ref: str | None, baseline_python: str
+) -> list[tuple[str, str]]:
+    from mlinfra.providers.local import DaskClusterProvider
+
+    namespace: dict = {}
+    exec(SEARCH_MODEL, namespace)  # the same model as the baseline's
+    model = namespace["model"]
     initialize(work / "search")
-    seconds = {}
+    seconds: dict = {}
     with Registry.open(work / "search") as registry:
-        for label, workers in (("one", 1), ("two_cold", 2), ("two_warm", 2)):
+
+        def search(scheduler: str | None) -> float:
             result = train(
-                model, registry=registry, env="bench", workspace=work / "ws", workers=workers
+                model, registry=registry, env="bench", workspace=work / "ws", scheduler=scheduler
             )
             assert len(result.search.trials) == 16
-            seconds[label] = result.seconds["search"]
-    one, cold, warm = seconds["one"], seconds["two_cold"], seconds["two_warm"]
-    return [
-        ("16-trial grid search x 3 folds, 1 worker (in process)", f"{one:.2f} s"),
-        ("same, 2 workers, cold (worker start-up included)", f"{cold:.2f} s"),
-        ("same, 2 workers, warm (workers reused)", f"{warm:.2f} s"),
-        ("speed-up with 2 workers, cold (target >= 1.7x)", f"{one / cold:.2f}x"),
-        ("speed-up with 2 workers, warm", f"{one / warm:.2f}x"),
+            return result.seconds["search"]
+
+        seconds["in process"] = search(None)
+        for workers in (1, 2):
+            provider = DaskClusterProvider()
+            cluster = provider.create(
+                {"run_dir": str(work / f"cluster-{workers}"), "workers": workers}
+            )
+            try:  # the first search on a new cluster also imports scikit-learn in its workers
+                seconds[workers, "cold"] = search(cluster.outs["scheduler"])
+                seconds[workers] = search(cluster.outs["scheduler"])
+            finally:
+                provider.delete(cluster.id, cluster.outs)
+    rows = [
+        ("16-trial grid search x 3 folds, in process", f"{seconds['in process']:.2f} s"),
+        ("same, Dask cluster of 1 worker", f"{seconds[1]:.2f} s"),
+        ("same, Dask cluster of 2 workers", f"{seconds[2]:.2f} s"),
+        ("same, 2 workers, first search on the new cluster", f"{seconds[2, 'cold']:.2f} s"),
+        ("speed-up, 2 workers over 1 (target >= 1.7x)", f"{seconds[1] / seconds[2]:.2f}x"),
+        ("speed-up, 2 workers over in process", f"{seconds['in process'] / seconds[2]:.2f}x"),
     ]
+    if baseline_ref is not None:
+        cold, warm = baseline(work, baseline_ref, baseline_python)
+        rows += [
+            (f"same at {baseline_ref}, its pool of 2 workers, cold", f"{cold:.2f} s"),
+            (f"same at {baseline_ref}, its pool of 2 workers, warm", f"{warm:.2f} s"),
+            (
+                "Dask 2 workers / the baseline's warm pool (target <= 1.1x)",
+                f"{seconds[2] / warm:.2f}x",
+            ),
+        ]
+    return rows
+
+
+def baseline(work: Path, ref: str, python: str) -> tuple[float, float]:
+    """The baseline revision's two-worker search (cold, warm), in a checkout of it."""
+    checkout = work / "baseline"
+    checkout.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", ref, "mlinfra"], capture_output=True, check=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(checkout)], input=archive.stdout, check=True)
+    env = {**os.environ, "PYTHONPATH": str(checkout)}
+    done = subprocess.run(
+        [python, "-c", BASELINE, str(work / "baseline-run")],
+        cwd=checkout,  # `-c` puts the working directory first on the path: not this checkout
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if done.returncode:
+        raise RuntimeError(f"the baseline at {ref} failed: {done.stderr[-2000:]}")
+    found = dict(line.split() for line in done.stdout.splitlines())
+    return float(found["cold"]), float(found["warm"])
 
 
 def free_port() -> int:
@@ -172,14 +252,29 @@ def listing(work: Path, runs: int = 7) -> list[tuple[str, str]]:
 
 
 def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="overhead,search,listing", help="comma-separated parts")
+    parser.add_argument("--baseline-ref", help="git revision to time the search against")
+    parser.add_argument("--baseline-python", default=sys.executable, help="its interpreter")
+    args = parser.parse_args()
+    parts = set(args.only.split(","))
+    started_load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="mlinfra-bench-lifecycle-") as folder:
         work = Path(folder)
-        rows = train_overhead(work) + search_speedup(work) + listing(work)
+        rows = []
+        if "overhead" in parts:
+            rows += train_overhead(work)
+        if "search" in parts:
+            rows += search_speedup(work, args.baseline_ref, args.baseline_python)
+        if "listing" in parts:
+            rows += listing(work)
     cpu = platform.processor() or platform.machine()
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     print(f"Machine: {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
           f"{platform.system()} {platform.release()}; {date.today().isoformat()}; "
-          f"load average after the run {load}\n")  # fmt: skip
+          f"load average {started_load:.1f} before, {load} after\n")  # fmt: skip
     print("| measurement | result |\n| --- | --- |")
     for name, value in rows:
         print(f"| {name} | {value} |")

@@ -35,8 +35,9 @@ serving = ServingStack(
 pulumi.export("training_workspace", training.workspace)
 pulumi.export("training_workers", training.workers)
 pulumi.export("training_code_paths", training.code_paths)
-if training.scheduler is not None:  # on kubernetes: where `training.scheduler` points
+if training.scheduler is not None:
     pulumi.export("training_scheduler", training.scheduler)
+if training.dashboard is not None:
     pulumi.export("training_dashboard", training.dashboard)
 pulumi.export("registry_path", registry.path)
 pulumi.export("serving_url", serving.url)

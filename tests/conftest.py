@@ -202,3 +202,22 @@ def iris_project(tmp_path: Path) -> Iterator[IrisProject]:
     project = copy_iris(tmp_path / "iris")
     yield project
     project.destroy_all()
+
+
+@pytest.fixture
+def dask_cluster(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """A real two-worker Dask cluster made by its provider (`id`, `outs`, `provider`); deleted
+    after, leaving no process."""
+    from mlinfra.providers.local import DaskClusterProvider
+    from mlinfra.providers.local._supervisor import Supervisor
+
+    provider = DaskClusterProvider()
+    run_dir = tmp_path / "cluster"
+    made = provider.create({"run_dir": str(run_dir), "workers": 2})
+    yield {"provider": provider, "id": made.id, "outs": made.outs}
+    provider.delete(made.id, made.outs)
+    assert [
+        *Supervisor(run_dir / "scheduler").marked(),
+        *Supervisor(run_dir / "workers").marked(),
+    ] == []
+    assert not run_dir.exists()

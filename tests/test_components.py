@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import runpy
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -121,8 +120,10 @@ def run_on_mocks(env: Environment, program: Any) -> RecordingMonitor:
 
 def run_stack_program(env: Environment) -> RecordingMonitor:
     def program() -> Any:
+        exported = pulumi.runtime.get_root_resource().outputs  # what pulumi.export records
+        exported.clear()  # the SDK's one root resource holds an earlier test's exports
         runpy.run_path(str(STACK_PROGRAM))
-        return pulumi.runtime.get_root_resource().outputs  # what pulumi.export recorded
+        return exported
 
     return run_on_mocks(env, program)
 
@@ -186,6 +187,27 @@ def test_stack_program_on_mocks_passes_env_settings_to_providers(tmp_path: Path)
     assert server["registry"] == str(env.registry_path)
     assert server["run_dir"] == str(env.env_dir / "serving")
     assert server.get("token") is None
+    cluster = monitor.registered["training-dask"]
+    assert cluster.type == f"{DYNAMIC}:DaskCluster"
+    assert cluster.parent == monitor.urn("training")
+    assert cluster.inputs["workers"] == 3 and cluster.inputs["host"] == "127.0.0.1"
+    assert cluster.inputs["run_dir"] == str(env.env_dir / "training" / "cluster")
+    assert cluster.inputs["code_paths"] == [str(tmp_path.resolve())]
+    assert {"training_scheduler", "training_dashboard"} <= set(monitor.result)
+
+
+@pytest.mark.parametrize(
+    ("training", "exported"),
+    [({}, set()), ({"scheduler": "tcp://dask.internal:8786"}, {"training_scheduler"})],
+)
+def test_stack_program_on_mocks_starts_no_cluster_in_process_or_for_an_existing_one(
+    tmp_path: Path, training: dict, exported: set
+) -> None:
+    monitor = run_stack_program(environment(tmp_path, training=training))
+    assert "training-dask" not in monitor.registered
+    assert {"training_scheduler", "training_dashboard"} & set(monitor.result) == exported
+    if exported:
+        assert monitor.result["training_scheduler"] == training["scheduler"]
 
 
 def test_stack_program_on_mocks_exports_the_documented_outputs(tmp_path: Path) -> None:
@@ -211,7 +233,7 @@ def test_stack_program_on_the_embedded_engine_exports_what_the_real_providers_ma
     port = iris_project.ports["dev"]
     assert outputs == {
         "training_workspace": str(env.env_dir / "training"),
-        "training_workers": os.cpu_count(),  # 0 in mlinfra.toml: one per core
+        "training_workers": 1,  # the default: fits run in `mlinfra train`
         "training_code_paths": [str(iris_project.root)],
         "registry_path": str(env.registry_path),
         "serving_url": f"http://127.0.0.1:{port}",

@@ -22,9 +22,13 @@ import pytest
 from conftest import ROOT, IrisProject, free_port, run_cli
 
 from mlinfra.errors import ValidationError
-from mlinfra.providers.local import ModelServerProvider, TrainingWorkspaceProvider
+from mlinfra.providers.local import (
+    DaskClusterProvider,
+    ModelServerProvider,
+    TrainingWorkspaceProvider,
+)
 from mlinfra.rollout import Target, status
-from mlinfra.training._pool import FoldTask, WorkerPool
+from mlinfra.training._folds import DaskFolds, FoldTask
 
 FEATURES_CODE = """
     import numpy as np
@@ -299,33 +303,44 @@ def test_update_not_replace_when_code_paths_change() -> None:
     assert diff.changes and not diff.replaces
 
 
-def test_training_workers_import_the_project_from_their_code_paths_alone(tmp_path: Path) -> None:
-    """The module is loaded here from its file, not from sys.path: workers find it only through
-    the code paths they are handed."""
+@pytest.mark.slow
+@pytest.mark.parametrize("given", ["to the cluster", "to the search only"])
+def test_training_workers_import_the_project_from_its_code_paths_alone(
+    tmp_path: Path, given: str
+) -> None:
+    """The module is loaded here from its file, not from sys.path: the env's own cluster's
+    workers find it through the code paths they were started with; those of a cluster started
+    without them (an existing one, `training.scheduler`) get the code uploaded by the search."""
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
     code = tmp_path / "code"
     code.mkdir()
-    name = f"pool_features_{tmp_path.name.replace('-', '_')}"
+    name = f"cluster_features_{tmp_path.name.replace('-', '_')}"
     (code / f"{name}.py").write_text(textwrap.dedent(FEATURES_CODE))
     spec = importlib.util.spec_from_file_location(name, code / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    provider = DaskClusterProvider()
+    started_with = [str(code)] if given == "to the cluster" else []
+    cluster = provider.create(
+        {"run_dir": str(tmp_path / "cluster"), "workers": 2, "code_paths": started_with}
+    )
     sys.modules[name] = module
+    folds = DaskFolds(cluster.outs["scheduler"], code_paths=[str(code)])
     try:
         spec.loader.exec_module(module)
         assert str(code) not in sys.path
         estimator = make_pipeline(module.RatioFeatures(), LogisticRegression(max_iter=500))
         features, target = load_iris(return_X_y=True, as_frame=True)
-        pool = WorkerPool(2, tmp_path / "scratch", code_paths=[str(code)])
-        data = pool.share(features, target)
+        data = folds.share(features, target)
         rows = list(range(len(target)))
         tasks = [FoldTask(0, fold, {}, rows[fold::2], rows[1 - fold :: 2]) for fold in (0, 1)]
-        results = pool.run(data, estimator, "accuracy", tasks, on_done=lambda _: None)
-        pool.close()
+        results = folds.run(data, estimator, "accuracy", tasks, on_done=lambda _: None)
     finally:
+        folds.close()
         del sys.modules[name]
+        provider.delete(cluster.id, cluster.outs)
     assert [r.error for r in results] == [None, None]
     assert all(r.score is not None and r.score > 0.8 for r in results)

@@ -38,6 +38,7 @@ def test_public_surface() -> None:
 
     assert local.__all__ == sorted(local.__all__)
     assert {name.removesuffix("Args").removesuffix("Provider") for name in local.__all__} == {
+        "DaskCluster",
         "DriftMonitor",
         "DriftMonitorProcess",
         "GeneratedToken",

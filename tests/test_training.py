@@ -70,7 +70,7 @@ def test_training_registers_a_version_with_its_lineage(registry: Registry, tmp_p
     git(source, "init", "-q")
     git(source, "add", ".")
     git(source, "commit", "-qm", "first")
-    result = run(iris_model(source_dir=source), registry, tmp_path, workers=1)
+    result = run(iris_model(source_dir=source), registry, tmp_path)
     version = result.version
     assert version.version == 1 and version.env == "dev" and version.created_by
     lineage = version.lineage
@@ -99,15 +99,17 @@ def test_training_registers_a_version_with_its_lineage(registry: Registry, tmp_p
     assert not (tmp_path / "ws" / "runs" / result.run_id / "search-data.pkl").exists()
 
     (source / "model.py").write_text("# changed, not committed\n")
-    again = run(iris_model(source_dir=source), registry, tmp_path, workers=1, search="none")
+    again = run(iris_model(source_dir=source), registry, tmp_path, search="none")
     assert again.version.version == 2 and again.version.lineage["git_dirty"] is True
 
 
-def test_search_on_two_worker_processes_matches_one_worker(
-    registry: Registry, tmp_path: Path
+@pytest.mark.slow
+def test_search_on_a_two_worker_dask_cluster_matches_one_in_process(
+    registry: Registry, tmp_path: Path, dask_cluster: dict
 ) -> None:
-    one = run(iris_model(), registry, tmp_path, workers=1, search="random", trials=4)
-    two = run(iris_model(), registry, tmp_path, workers=2, search="random", trials=4)
+    one = run(iris_model(), registry, tmp_path, search="random", trials=4)
+    scheduler = dask_cluster["outs"]["scheduler"]
+    two = run(iris_model(), registry, tmp_path, scheduler=scheduler, search="random", trials=4)
     scores = [[t.params, t.scores] for t in one.search.trials]
     assert scores == [[t.params, t.scores] for t in two.search.trials]
     assert one.version.metrics == two.version.metrics  # seeded splits: reproducible
@@ -115,13 +117,12 @@ def test_search_on_two_worker_processes_matches_one_worker(
 
 def test_grid_random_and_halving_plan_their_trials(registry: Registry, tmp_path: Path) -> None:
     space = {"max_depth": [1, 2, 3, 4, 5, 6, 7, 8], "min_samples_leaf": [1, 2, 4]}
-    grid = run(iris_model(search_space=space), registry, tmp_path, workers=1, search="grid")
+    grid = run(iris_model(search_space=space), registry, tmp_path, search="grid")
     assert len(grid.search.trials) == 24
     randomly = run(
         iris_model(search_space={"max_depth": [1, 2, 3], "ccp_alpha": loguniform(1e-4, 1e-1)}),
         registry,
         tmp_path,
-        workers=1,
         trials=5,
     )
     assert randomly.search.strategy == "random" and len(randomly.search.trials) == 5
@@ -131,7 +132,6 @@ def test_grid_random_and_halving_plan_their_trials(registry: Registry, tmp_path:
         iris_model(search_space=space, load_data=lambda: (big, target)),
         registry,
         tmp_path,
-        workers=1,
         search="halving",
         trials=9,
     )
@@ -152,7 +152,7 @@ def test_random_search_over_a_grid_smaller_than_trials_counts_the_grid(
     registry: Registry, tmp_path: Path
 ) -> None:
     wanted = 20  # the space holds 6 parameter sets: each is tried once, none twice
-    result = run(iris_model(), registry, tmp_path, workers=1, search="random", trials=wanted)
+    result = run(iris_model(), registry, tmp_path, search="random", trials=wanted)
     tried = [tuple(sorted(trial.params.items())) for trial in result.search.trials]
     assert len(tried) == len(set(tried)) == 6
     assert (result.search.candidates, result.search.rounds) == (6, 1)
@@ -180,7 +180,7 @@ def test_bad_parameters_fail_before_any_data_is_loaded(
         raise AssertionError("data loaded before the parameters were checked")
 
     with pytest.raises(ParameterError, match=message):
-        run(iris_model(load_data=never), registry, tmp_path, workers=1, **options)
+        run(iris_model(load_data=never), registry, tmp_path, **options)
     assert registry.models() == [] and not (tmp_path / "ws").exists()
 
 
@@ -202,21 +202,21 @@ def test_search_spaces_that_do_not_fit_fail_before_any_work(
 
     model = iris_model(load_data=never, search_space=space)
     with pytest.raises(ParameterError, match=message):
-        run(model, registry, tmp_path, workers=1, search=search)
+        run(model, registry, tmp_path, search=search)
 
 
 def test_search_without_a_declared_space_is_refused(registry: Registry, tmp_path: Path) -> None:
     with pytest.raises(ParameterError, match="need a search_space"):
-        run(iris_model(search_space=None), registry, tmp_path, workers=1, search="random")
+        run(iris_model(search_space=None), registry, tmp_path, search="random")
 
 
 def test_data_failing_validation_registers_nothing(registry: Registry, tmp_path: Path) -> None:
-    run(iris_model(), registry, tmp_path, workers=1, search="none")
+    run(iris_model(), registry, tmp_path, search="none")
     broken = IRIS.data.drop(columns=["petal width (cm)"]).assign(
         **{"sepal length (cm)": IRIS.data["sepal length (cm)"].astype(str)}
     )
     with pytest.raises(DataValidationError) as caught:
-        run(iris_model(load_data=lambda: (broken, IRIS.target)), registry, tmp_path, workers=1)
+        run(iris_model(load_data=lambda: (broken, IRIS.target)), registry, tmp_path)
     assert "missing_column (petal width (cm))" in str(caught.value)
     assert "type_changed (sepal length (cm))" in str(caught.value)
     assert [v.version for v in registry.list_versions("iris")] == [1]
@@ -234,7 +234,7 @@ def test_regression_uses_regression_metrics(registry: Registry, tmp_path: Path) 
         estimator=lambda: make_pipeline(StandardScaler(), Ridge()),
         search_space={"ridge__alpha": [0.1, 1.0, 10.0]},
     )
-    result = run(model, registry, tmp_path, workers=1)
+    result = run(model, registry, tmp_path)
     assert set(result.version.metrics) == {"r2", "mae", "rmse", "median_ae", "mape"}
     assert result.search.best.params["ridge__alpha"] in (0.1, 1.0, 10.0)
     ranked = sorted(result.search.trials, key=lambda t: t.mean)
@@ -329,17 +329,17 @@ def test_users_own_classes_register_only_when_trusted(registry: Registry, tmp_pa
     root = write_project(tmp_path / "custom", CUSTOM_CODE)
     spec = ModelSpec(data="model:load_data", estimator="model:build_estimator")
     with pytest.raises(UntrustedArtifactError, match=r"model\.Scale"):
-        run(load_definition("custom", spec, root), registry, tmp_path, workers=1)
+        run(load_definition("custom", spec, root), registry, tmp_path)
     assert registry.models() == []
     trusted = spec.model_copy(update={"trusted_types": ["model.Scale"]})
-    result = run(load_definition("custom", trusted, root), registry, tmp_path, workers=1)
+    result = run(load_definition("custom", trusted, root), registry, tmp_path)
     assert registry.load(result.version).predict(IRIS.data[:2]).shape == (2,)
 
 
 def test_training_refuses_unsplittable_data(registry: Registry, tmp_path: Path) -> None:
     tiny = (IRIS.data.iloc[[0, 1, 50, 100, 101]], IRIS.target.iloc[[0, 1, 50, 100, 101]])
     with pytest.raises(Exception, match="cannot split the data"):
-        run(iris_model(load_data=lambda: tiny, search_space=None), registry, tmp_path, workers=1)
+        run(iris_model(load_data=lambda: tiny, search_space=None), registry, tmp_path)
     assert registry.models() == []
 
 
@@ -350,7 +350,7 @@ def test_logistic_regression_pipeline_params_are_recorded_flat(
         estimator=lambda: make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)),
         search_space=None,
     )
-    result = run(model, registry, tmp_path, workers=1, params={"logisticregression__C": 0.5})
+    result = run(model, registry, tmp_path, params={"logisticregression__C": 0.5})
     params = result.version.params
     assert params["logisticregression__C"] == 0.5 and "steps" not in params
     assert result.version.lineage["overrides"] == {"logisticregression__C": 0.5}

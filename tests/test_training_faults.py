@@ -7,11 +7,11 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import psutil
+import httpx
 import pytest
+from conftest import wait_for
 from sklearn.datasets import load_iris
 from sklearn.tree import DecisionTreeClassifier
 
@@ -19,7 +19,8 @@ from mlinfra.errors import ConfigError
 from mlinfra.registry import Registry, initialize
 from mlinfra.training import ModelDefinition, train
 
-# `python -c TRAIN REGISTRY WORKSPACE WORKERS SEARCH`: one training run of a forest on iris.
+# `python -c TRAIN REGISTRY WORKSPACE SCHEDULER SEARCH`: one training run of a forest on iris
+# (SCHEDULER empty: in process).
 TRAIN = """
 import sys
 from pathlib import Path
@@ -36,31 +37,35 @@ model = ModelDefinition(
 )
 registry = Registry.open(sys.argv[1])
 result = train(model, registry=registry, env="dev", workspace=Path(sys.argv[2]),
-               workers=int(sys.argv[3]), search=sys.argv[4])
+               scheduler=sys.argv[3] or None, search=sys.argv[4])
 print(result.version.version)
 """
 
 
-def start_training(root: Path, workers: int, search: str) -> subprocess.Popen[str]:
-    args = [str(root / "registry"), str(root / "ws"), str(workers), search]
+def start_training(root: Path, scheduler: str, search: str) -> subprocess.Popen[str]:
+    args = [str(root / "registry"), str(root / "ws"), scheduler, search]
     return subprocess.Popen([sys.executable, "-c", TRAIN, *args], stdout=subprocess.PIPE, text=True)
 
 
-def test_killed_training_registers_nothing_and_its_workers_exit(tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_killed_training_registers_nothing_and_the_cluster_drops_its_folds(
+    tmp_path: Path, dask_cluster: dict
+) -> None:
     initialize(tmp_path / "registry")
-    training = start_training(tmp_path, workers=2, search="grid")
-    deadline = time.monotonic() + 60
-    while not list((tmp_path / "ws" / "runs").glob("*/search-data.pkl")):  # the search is on
-        assert training.poll() is None and time.monotonic() < deadline
-        time.sleep(0.05)
-    time.sleep(0.5)
-    workers = psutil.Process(training.pid).children(recursive=True)
-    assert workers, "the search should run on worker processes"
+    outs = dask_cluster["outs"]
+    training = start_training(tmp_path, outs["scheduler"], search="grid")
+    counts = f"http://127.0.0.1:{outs['dashboard_port']}/json/counts.json"
+
+    def folds_running() -> bool:
+        assert training.poll() is None, "the training ended before it was killed"
+        return httpx.get(counts, timeout=5).json()["processing"] > 0
+
+    wait_for(folds_running, "the search's folds on the cluster")
     training.send_signal(signal.SIGKILL)
     training.wait()
     training.stdout.close()
-    gone, alive = psutil.wait_procs(workers, timeout=30)
-    assert alive == [], "loky workers outlived the killed training"
+    # the scheduler forgets a vanished client's tasks: nothing left waiting or running
+    wait_for(lambda: httpx.get(counts, timeout=5).json()["tasks"] == 0, "its folds dropped")
     with Registry.open(tmp_path / "registry") as registry:
         assert registry.models() == []
         (record,) = (tmp_path / "ws" / "runs").glob("*/run.json")
@@ -72,16 +77,15 @@ def test_killed_training_registers_nothing_and_its_workers_exit(tmp_path: Path) 
             load_data=lambda: (iris.data, iris.target),
             estimator=lambda: DecisionTreeClassifier(random_state=0),
         )
-        result = train(model, registry=registry, env="dev", workspace=tmp_path / "ws", workers=1)
+        result = train(model, registry=registry, env="dev", workspace=tmp_path / "ws")
         assert result.version.version == 1
     killed = json.loads(record.read_text())
-    assert killed["status"] == "interrupted"  # the next run noticed, and freed its scratch data
-    assert not (record.parent / "search-data.pkl").exists()
+    assert killed["status"] == "interrupted"  # the next run noticed
 
 
 def test_concurrent_trainings_in_real_processes_get_distinct_versions(tmp_path: Path) -> None:
     initialize(tmp_path / "registry")
-    runs = [start_training(tmp_path, workers=1, search="none") for _ in range(3)]
+    runs = [start_training(tmp_path, "", search="none") for _ in range(3)]
     outputs = [run.communicate(timeout=120)[0] for run in runs]
     assert [run.returncode for run in runs] == [0, 0, 0]
     assert sorted(int(out.split()[-1]) for out in outputs) == [1, 2, 3]
@@ -104,7 +108,7 @@ def test_a_loader_that_raises_fails_the_run_with_a_line_naming_it(tmp_path: Path
     initialize(tmp_path / "registry")
     with Registry.open(tmp_path / "registry") as registry:
         with pytest.raises(ConfigError) as failed:
-            train(model, registry=registry, env="dev", workspace=tmp_path / "ws", workers=1)
+            train(model, registry=registry, env="dev", workspace=tmp_path / "ws")
         assert registry.models() == []
     raised_at = f"{Path(__file__).resolve()}:{load_data.__code__.co_firstlineno + 1}"
     assert str(failed.value) == (

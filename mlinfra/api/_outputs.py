@@ -24,7 +24,13 @@ REQUIRED_EXPORTS = {
     "training_workspace": "the training cluster's workspace (`training.workspace`)",
     "training_workers": "the training cluster's worker count (`training.workers`)",
 }
-OPTIONAL_EXPORTS = ("serving_token", "monitoring_dir", "training_code_paths")
+OPTIONAL_EXPORTS = (
+    "serving_token",
+    "monitoring_dir",
+    "training_code_paths",
+    "training_scheduler",
+    "training_dashboard",
+)
 
 
 @dataclass(frozen=True)
@@ -88,6 +94,18 @@ class StackOutputs:
         """What the training workers import the project's code from; None: the project root."""
         paths = self.exported.get("training_code_paths")
         return list(paths) if paths else None
+
+    @property
+    def training_scheduler(self) -> str | None:
+        """The Dask scheduler a search's folds run on; None: they run in `mlinfra train`."""
+        scheduler = self.exported.get("training_scheduler")
+        return str(scheduler) if scheduler else None
+
+    @property
+    def training_dashboard(self) -> str | None:
+        """The Dask dashboard of the env's own training cluster, when it has one."""
+        dashboard = self.exported.get("training_dashboard")
+        return str(dashboard) if dashboard else None
 
     @property
     def extra(self) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""TrainingCluster: where training runs live and how many workers train in parallel."""
+"""TrainingCluster: where training runs live, and the Dask cluster a search's fits run on."""
 
 from __future__ import annotations
 
@@ -9,7 +9,13 @@ import pulumi
 
 from ..config import Environment
 from ..errors import ConfigError
-from ..providers.local import TrainingWorkspace, TrainingWorkspaceArgs
+from ..providers.local import (
+    DaskCluster,
+    DaskClusterArgs,
+    TrainingWorkspace,
+    TrainingWorkspaceArgs,
+)
+from ..providers.local._workspace import resolve_workers
 from ._target import Target, kubernetes_target, require_target
 
 if TYPE_CHECKING:
@@ -22,20 +28,27 @@ __all__ = ["TrainingCluster", "TrainingClusterArgs"]
 class TrainingClusterArgs:
     workspace: pulumi.Input[str]
     """Directory for runs/ and cache/; absolute."""
-    workers: pulumi.Input[int] = 0
-    """Size of the worker pool; 0 means one per core."""
+    workers: int = 1
+    """Dask worker processes of a local cluster; 1: no cluster, fits run in `mlinfra train`;
+    0: one per core."""
+    scheduler: str | None = None
+    """tcp://host:port of an existing Dask cluster to use instead; nothing starts locally."""
     code_paths: pulumi.Input[list[str]] = field(default_factory=list)
     """Directories of the project's own modules, put first on each worker's import path;
     absolute. `from_environment` gives the project root."""
+    host: str = "127.0.0.1"
+    """What the local cluster listens on."""
     target: Target = "local"
     kubernetes: KubernetesTarget | None = None
     """The env's namespace and settings, on the kubernetes target."""
 
     @classmethod
     def from_environment(cls, env: Environment) -> TrainingClusterArgs:
+        training = env.settings.training
         return cls(
             workspace=str(env.env_dir / "training"),
-            workers=env.settings.training.workers,
+            workers=training.workers,
+            scheduler=training.scheduler,
             code_paths=[str(env.project.root.resolve())],
             target=env.settings.target,
             kubernetes=kubernetes_target(env),
@@ -43,15 +56,15 @@ class TrainingClusterArgs:
 
 
 class TrainingCluster(pulumi.ComponentResource):
-    """On `local`, a workspace directory and a process pool on this machine; on
-    `kubernetes`, a Dask cluster (mlinfra.kubernetes.DaskCluster)."""
+    """On `local`, a workspace directory, and a Dask scheduler with `workers` worker processes
+    on this machine when there are two or more (`scheduler` and `dashboard` are None without);
+    on `kubernetes`, a Dask cluster in the env's namespace (mlinfra.kubernetes.DaskCluster)."""
 
     workspace: pulumi.Output[str]
     workers: pulumi.Output[int]
     code_paths: pulumi.Output[list[str]]
-    scheduler: pulumi.Output[str] | None = None
-    """The Dask scheduler's address on kubernetes; None on local."""
-    dashboard: pulumi.Output[str] | None = None
+    scheduler: pulumi.Output[str] | None
+    dashboard: pulumi.Output[str] | None
 
     def __init__(
         self, name: str, args: TrainingClusterArgs, opts: pulumi.ResourceOptions | None = None
@@ -61,18 +74,38 @@ class TrainingCluster(pulumi.ComponentResource):
         if args.kubernetes is not None:
             self._on_kubernetes(name, args, args.kubernetes)
             return
+        workers = resolve_workers(args.workers)
         workspace = TrainingWorkspace(
             f"{name}-workspace",
-            TrainingWorkspaceArgs(
-                path=args.workspace, workers=args.workers, code_paths=args.code_paths
-            ),
+            TrainingWorkspaceArgs(path=args.workspace, workers=workers, code_paths=args.code_paths),
             pulumi.ResourceOptions(parent=self),
         )
         self.workspace = workspace.path
         self.workers = workspace.workers
         self.code_paths = workspace.code_paths
+        self.scheduler = self.dashboard = None
+        if args.scheduler is not None:
+            self.scheduler = pulumi.Output.from_input(args.scheduler)
+        elif workers > 1:
+            cluster = DaskCluster(
+                f"{name}-dask",
+                DaskClusterArgs(
+                    run_dir=workspace.path.apply(lambda path: f"{path}/cluster"),
+                    workers=workers,
+                    host=args.host,
+                    code_paths=args.code_paths,
+                ),
+                pulumi.ResourceOptions(parent=self),
+            )
+            self.scheduler, self.dashboard = cluster.scheduler, cluster.dashboard
         self.register_outputs(
-            {"workspace": self.workspace, "workers": self.workers, "code_paths": self.code_paths}
+            {
+                "workspace": self.workspace,
+                "workers": self.workers,
+                "code_paths": self.code_paths,
+                "scheduler": self.scheduler,
+                "dashboard": self.dashboard,
+            }
         )
 
     def _on_kubernetes(
@@ -80,10 +113,10 @@ class TrainingCluster(pulumi.ComponentResource):
     ) -> None:
         from ..kubernetes import DaskCluster, image_ref
 
-        if not isinstance(args.workers, int):
+        if args.scheduler is not None:
             raise ConfigError(
-                "TrainingCluster: on kubernetes, workers is a number (the worker pods), "
-                "known when the program runs"
+                "TrainingCluster: on kubernetes the env's own Dask cluster is declared; "
+                "drop training.scheduler there (set it on the env that trains on this one)"
             )
         cluster = DaskCluster(
             name,

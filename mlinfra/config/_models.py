@@ -96,7 +96,35 @@ class ModelSpec(_Strict):
 
 
 class TrainingSettings(_Strict):
-    workers: int = Field(0, ge=0, le=256, description="0 means one per core")
+    """Where a search's fits run: in the `mlinfra train` process (one worker), on a local Dask
+    cluster of `workers` processes that `up` starts, or on an existing cluster (`scheduler`)."""
+
+    workers: int = Field(
+        1, ge=0, le=256, description="1: fits run in process; 0: a Dask worker per core"
+    )
+    scheduler: str | None = Field(
+        None, description="tcp://host:port of an existing Dask cluster; nothing starts locally"
+    )
+
+    @field_validator("scheduler")
+    @classmethod
+    def _scheduler_address(cls, scheduler: str | None) -> str | None:
+        if scheduler is None:
+            return None
+        scheme, _, where = scheduler.partition("://")
+        host, _, port = where.rpartition(":")
+        if scheme not in {"tcp", "tls"} or not host or not port.isdigit():
+            raise ValueError(f"use tcp://host:port (a Dask scheduler's address), got {scheduler!r}")
+        return scheduler
+
+    @model_validator(mode="after")
+    def _one_cluster(self) -> TrainingSettings:
+        if self.scheduler is not None and self.workers != 1:
+            raise ValueError(
+                "training.scheduler names an existing cluster, whose workers are its own; "
+                "drop training.workers"
+            )
+        return self
 
 
 class RegistrySettings(_Strict):

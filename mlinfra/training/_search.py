@@ -1,7 +1,7 @@
-"""Hyperparameter search: grid, random, or successive halving, one fold per pool task.
+"""Hyperparameter search: grid, random, or successive halving, one fold per cluster task.
 
 We run the folds ourselves (rather than through GridSearchCV) so that every trial reports its
-progress as it goes and the whole search spreads over the pool, fold by fold.
+progress as it goes and the whole search spreads over the training cluster, fold by fold.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any, Literal, Protocol
 
 from ..evaluation import greater_is_better
 from ._errors import ParameterError, TrainingError
-from ._pool import FoldResult, FoldTask, WorkerPool
+from ._folds import FoldResult, FoldRunner, FoldTask
 
 __all__ = [
     "DEFAULT_TRIALS",
@@ -122,7 +122,7 @@ def plan_candidates(
 
 
 def run_search(
-    pool: WorkerPool,
+    folds_on: FoldRunner,
     estimator: Any,
     candidates: Sequence[dict[str, Any]],
     features: Any,
@@ -139,7 +139,7 @@ def run_search(
     import numpy as np
 
     started = time.perf_counter()
-    data = pool.share(features, target)
+    data = folds_on.share(features, target)
     rows = len(target)
     schedule = (
         _halving_rows(rows, len(candidates), task, target, cv) if strategy == "halving" else [rows]
@@ -162,7 +162,7 @@ def run_search(
         ]
         for trial in batch:
             progress.trial_started(trial.id, trial.params, len(folds))
-        pool.run(data, estimator, metric, tasks, _Recorder(trials, progress))
+        folds_on.run(data, estimator, metric, tasks, _Recorder(trials, progress))
         ranked = _ranked(batch, metric)
         if not ranked:
             raise TrainingError(f"every trial failed; the first error: {batch[0].error}")

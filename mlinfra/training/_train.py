@@ -8,7 +8,6 @@ nothing.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,9 +20,9 @@ from ..registry import ModelVersion, NewVersion, Registry, dump_model
 from ..registry._trust import refuse_untrusted
 from ._definition import ModelDefinition
 from ._errors import ParameterError
+from ._folds import fold_runner
 from ._lineage import git_lineage, jsonable, library_versions, machine
 from ._params import apply_params, check_search_space
-from ._pool import WorkerPool
 from ._runs import RunRecord
 from ._search import SearchResult, Strategy, TrialProgress, plan_candidates, run_search
 
@@ -95,7 +94,7 @@ def train(
     registry: Registry,
     env: str,
     workspace: Path,
-    workers: int = 0,
+    scheduler: str | None = None,
     code_paths: Sequence[str] | None = None,
     params: Mapping[str, Any] | None = None,
     search: SearchChoice | None = None,
@@ -105,9 +104,10 @@ def train(
     """Train `model` on the data its loader returns for `env` and register the new version.
 
     `search` None searches when the model declares a search space (grid over lists, random
-    when it holds distributions); "none" fits the estimator's own parameters. `workers` 0 means
-    one per core; they import the project's modules from `code_paths` (the training cluster's;
-    None: the model's source directory).
+    when it holds distributions); "none" fits the estimator's own parameters. A search's folds
+    run on the Dask cluster at `scheduler` (the training cluster's), else in this process; its
+    workers import the project's modules from `code_paths` (the training cluster's; None: the
+    model's source directory).
     """
     progress = progress or SilentProgress()
     params = dict(params or {})
@@ -122,13 +122,13 @@ def train(
     if code_paths is None:
         code_paths = [str(model.source_dir.resolve())] if model.source_dir else []
     run = RunRecord(workspace, model.name, env)
-    pool = WorkerPool(
-        (workers or os.cpu_count() or 1) if strategy else 1, run.directory, code_paths
-    )
-    run.start(params=jsonable(params), search=strategy, trials=trials, workers=pool.workers)
+    folds_on = fold_runner(scheduler if strategy else None, code_paths)
+    if scheduler is not None and strategy is not None:
+        progress.stage("connecting to the training cluster")
+    folds_on.connect()
+    run.start(params=jsonable(params), search=strategy, trials=trials, workers=folds_on.workers)
     clock = _Clock()
     try:
-        pool.start(estimator)  # workers import scikit-learn while the data loads
         progress.stage("loading data")
         features, target = model.dataset(env)
         clock.lap("load")
@@ -141,7 +141,7 @@ def train(
         if strategy is not None and candidates is not None:
             progress.stage("searching")
             found = run_search(
-                pool,
+                folds_on,
                 estimator,
                 candidates,
                 x_train,
@@ -205,7 +205,7 @@ def train(
         run.finish("failed", error=f"{type(exc).__name__}: {exc}")
         raise
     finally:
-        pool.close()
+        folds_on.close()
     run.finish("registered", version=version.version, seconds=clock.laps)
     return TrainResult(version, validation, found, run.id, clock.laps)
 

@@ -92,7 +92,7 @@ def train_version(
                 registry=registry,
                 env=environment.name,
                 workspace=outputs.training_workspace,
-                workers=outputs.training_workers,
+                scheduler=outputs.training_scheduler,
                 code_paths=outputs.training_code_paths,  # None from a stack without it
                 params=overrides,
                 search=search,  # type: ignore[arg-type]

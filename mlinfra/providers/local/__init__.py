@@ -6,6 +6,7 @@ under the pulumi CLI. Creates are idempotent: a create killed half-way is finish
 by the next one, never duplicated.
 """
 
+from ._dask import DaskCluster, DaskClusterArgs, DaskClusterProvider
 from ._monitor import DriftMonitorArgs, DriftMonitorProcess, DriftMonitorProvider
 from ._registry import RegistryStore, RegistryStoreArgs, RegistryStoreProvider
 from ._server import ModelServer, ModelServerArgs, ModelServerProvider, server_url
@@ -13,6 +14,9 @@ from ._token import GeneratedToken, GeneratedTokenArgs, GeneratedTokenProvider
 from ._workspace import TrainingWorkspace, TrainingWorkspaceArgs, TrainingWorkspaceProvider
 
 __all__ = [
+    "DaskCluster",
+    "DaskClusterArgs",
+    "DaskClusterProvider",
     "DriftMonitorArgs",
     "DriftMonitorProcess",
     "DriftMonitorProvider",
