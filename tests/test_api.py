@@ -199,8 +199,8 @@ def test_an_env_not_up_and_an_unknown_env_are_errors_that_say_so(project: IrisPr
     for read in (staging.outputs, staging.deployment, staging.versions):
         with pytest.raises(EnvNotUpError, match="mlinfra up --env staging"):
             read()
-    with pytest.raises(ConfigError, match="unknown env 'prod'.*defines: dev, staging"):
-        opened.env("prod")
+    with pytest.raises(ConfigError, match="unknown env 'perf'.*defines: dev, staging, prod"):
+        opened.env("perf")
     with pytest.raises(ConfigError, match="choose an environment"):
         opened.env()
 

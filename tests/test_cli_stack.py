@@ -33,13 +33,12 @@ def _one_line_error(result, code: int) -> str:
         ),
         (
             lambda t: t.replace("[env.dev]", '[env.dev]\nkubernetes.namespace = "ml"'),
-            "env.dev.kubernetes: the kubernetes target arrives in a later release; "
-            'use target = "local"',
+            'env.dev: a [kubernetes] table needs target = "kubernetes"',
         ),
         (
             lambda t: t.replace("[env.dev]", '[env.dev]\ntarget = "kubernetes"'),
-            "env.dev.target: the kubernetes target arrives in a later release; "
-            'use target = "local"',
+            "env.dev: the embedded engine drives local processes only; a kubernetes env is "
+            "applied by the pulumi engine",
         ),
         (
             lambda t: t.replace("[env.dev]", '[env.dev]\npulumi.backend_url = "file:///tmp/x"'),
@@ -54,8 +53,8 @@ def _one_line_error(result, code: int) -> str:
         "bad-choice",
         "bad-name",
         "policies-gone",
-        "kubernetes-table",
-        "kubernetes-target",
+        "kubernetes-table-on-local",
+        "kubernetes-with-embedded-engine",
         "backend-url-unused",
     ],
 )

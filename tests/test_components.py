@@ -276,12 +276,12 @@ def test_serving_with_auth_on_mocks_generates_a_secret_token(tmp_path: Path) -> 
         ),
     ],
 )
-def test_kubernetes_target_is_refused_before_anything_registers(
+def test_kubernetes_target_without_its_settings_is_refused_before_anything_registers(
     tmp_path: Path, component: Any, make_args: Any
 ) -> None:
     args = dataclasses.replace(make_args(environment(tmp_path)), target="kubernetes")
     monitor = RecordingMonitor()
     pulumi.runtime.set_mocks(monitor.mocks, project="demo", stack="dev", monitor=monitor)
-    with pytest.raises(ConfigError, match='kubernetes target arrives in a later release.*"local"'):
+    with pytest.raises(ConfigError, match="target kubernetes needs kubernetes=KubernetesTarget"):
         component("thing", args)
     assert monitor.registered == {}

@@ -81,7 +81,7 @@ def test_projects_side_by_side_get_different_free_ports_from_their_names(tmp_pat
     for folder, name in (("one", "churn"), ("two", "fraud"), ("again", "churn")):
         assert run_cli("init", folder, "--name", name, cwd=tmp_path).returncode == 0
     one, two, again = (written_ports(tmp_path / f) for f in ("one", "two", "again"))
-    assert set(one) == set(two) == {"dev", "staging"}
+    assert set(one) == set(two) == {"dev", "staging", "prod"}
     assert not set(one.values()) & set(two.values())
     assert again == one  # the same name gives the same ports while they are free
     for port in [*one.values(), *two.values()]:

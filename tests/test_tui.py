@@ -8,6 +8,7 @@ import os
 import pty
 import re
 import select
+import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -179,12 +180,14 @@ async def test_first_screen_lists_every_env_with_stack_and_what_it_serves(
         assert app.current_mode == "environments"
         view = await loaded(pilot)
         rows = {row[1]: row for row in cells(view)}
-        assert set(rows) == {"dev", "staging"}
-        dev_row, staging = rows["dev"], rows["staging"]
+        assert set(rows) == {"dev", "staging", "prod"}
+        dev_row, staging, prod = rows["dev"], rows["staging"], rows["prod"]
         assert dev_row[0] == "▸" and dev_row[4] == "up" and dev_row[3] == "embedded"
         assert int(dev_row[5]) == len(dev(project).resources()) > 0
         assert dev_row[8] == "succeeded" and dev_row[-1] == "iris v1"
         assert staging[4] == "not up" and staging[-1] == "-"
+        if shutil.which("pulumi") is None:  # no pulumi CLI here: nothing can apply prod
+            assert prod[2:5] == ("kubernetes", "-", "not applied here")
 
 
 async def test_an_env_that_is_not_up_explains_itself_in_every_view(project: IrisProject) -> None:

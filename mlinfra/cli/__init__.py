@@ -93,7 +93,7 @@ def _register_commands() -> None:
     from . import _stack
 
     _stack.register(app)
-    for module in ("lifecycle", "serving", "monitoring", "preview"):
+    for module in ("lifecycle", "serving", "monitoring", "preview", "kubernetes"):
         try:
             plugin = __import__(f"{__name__}.{module}", fromlist=["register"])
         except ModuleNotFoundError as exc:

@@ -13,7 +13,7 @@ from ..config import Environment
 from ..errors import ConfigError
 from ..providers.local import DriftMonitorArgs as ProcessArgs
 from ..providers.local import DriftMonitorProcess
-from ._target import Target, require_local
+from ._target import Target
 
 __all__ = ["DriftMonitor", "DriftMonitorArgs", "MonitoringArgs"]
 
@@ -107,7 +107,7 @@ class DriftMonitorArgs:
 
 
 class DriftMonitor(pulumi.ComponentResource):
-    """On `local`, a supervised process that checks the prediction log every interval against
+    """On `local` (only), a supervised process that checks the prediction log every interval against
     the served version's reference sample, raises alerts and applies the env's policy."""
 
     directory: pulumi.Output[str]
@@ -116,7 +116,11 @@ class DriftMonitor(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: DriftMonitorArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        require_local(args.target, "DriftMonitor")
+        if args.target != "local":
+            raise ConfigError(
+                f"DriftMonitor: target {args.target!r}; on kubernetes, ServingStack declares "
+                "the monitor as a CronJob (mlinfra.kubernetes.KubeDriftMonitor)"
+            )
         super().__init__("mlinfra:index:DriftMonitor", name, None, opts)
         settings = args.monitoring
         process = DriftMonitorProcess(

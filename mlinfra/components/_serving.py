@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pulumi
 
 from ..config import Environment
 from ..providers.local import GeneratedToken, GeneratedTokenArgs, ModelServer, ModelServerArgs
 from ._monitoring import DriftMonitor, DriftMonitorArgs, MonitoringArgs
-from ._target import Target, require_local
+from ._target import Target, kubernetes_target, require_target
+
+if TYPE_CHECKING:
+    from ..kubernetes import KubernetesTarget
 
 __all__ = ["ServingStack", "ServingStackArgs"]
 
@@ -38,6 +41,8 @@ class ServingStackArgs:
     monitoring: MonitoringArgs | None = None
     """Log predictions and watch them for drift (a DriftMonitor beside the server); None: off."""
     target: Target = "local"
+    kubernetes: KubernetesTarget | None = None
+    """The env's namespace and settings, on the kubernetes target."""
 
     @classmethod
     def from_environment(
@@ -58,11 +63,13 @@ class ServingStackArgs:
             max_batch=serving.max_batch,
             monitoring=MonitoringArgs.from_environment(env),
             target=env.settings.target,
+            kubernetes=kubernetes_target(env),
         )
 
 
 class ServingStack(pulumi.ComponentResource):
-    """On `local`, a model-server process under supervisord, health-checked before it counts."""
+    """On `local`, a model-server process under supervisord, health-checked before it counts;
+    on `kubernetes`, its image, Deployments, autoscaler and Ingresses (mlinfra.kubernetes)."""
 
     url: pulumi.Output[str]
     token: pulumi.Output[str] | None
@@ -73,8 +80,11 @@ class ServingStack(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: ServingStackArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        require_local(args.target, "ServingStack")
+        require_target(args.target, args.kubernetes, "ServingStack")
         super().__init__("mlinfra:index:ServingStack", name, None, opts)
+        if args.kubernetes is not None:
+            self._on_kubernetes(name, args, args.kubernetes)
+            return
         child = pulumi.ResourceOptions(parent=self)
         token = GeneratedToken(f"{name}-token", GeneratedTokenArgs(), child) if args.auth else None
         server = ModelServer(
@@ -114,6 +124,50 @@ class ServingStack(pulumi.ComponentResource):
                     target=args.target,
                 ),
                 child,
+            )
+            self.monitoring_dir = monitor.directory
+            outputs["monitoring_dir"] = monitor.directory
+        self.register_outputs(outputs)
+
+    def _on_kubernetes(self, name: str, args: ServingStackArgs, target: KubernetesTarget) -> None:
+        from ..kubernetes import KubeDriftMonitor, KubeServing, ServerOptions
+        from ..kubernetes._monitor import MONITORING_DIR
+
+        log_options = None
+        if args.monitoring is not None:
+            flags = {
+                f"--{key.replace('_', '-')}": v for key, v in _log_args(args.monitoring).items()
+            }
+            log_options = flags | {"--log-dir": f"{MONITORING_DIR}/log"}
+        child = pulumi.ResourceOptions(parent=self)
+        serving = KubeServing(
+            name,
+            target,
+            ServerOptions(
+                env=args.env,
+                registry_path=args.registry_path,
+                port=args.port,
+                workers=args.workers,
+                max_body_bytes=args.max_body_bytes,
+                batch_window_ms=args.batch_window_ms,
+                max_batch=args.max_batch,
+                log_options=log_options,
+            ),
+            child,
+        )
+        self.url = serving.url
+        self.token = None
+        self.monitoring_dir = None
+        outputs: dict[str, pulumi.Output[str]] = {"url": self.url}
+        if args.monitoring is not None:
+            monitor = KubeDriftMonitor(
+                f"{name}-monitor",
+                target,
+                monitoring=args.monitoring,
+                image=serving.image,
+                registry_path=args.registry_path,
+                url=serving.url,
+                opts=child,
             )
             self.monitoring_dir = monitor.directory
             outputs["monitoring_dir"] = monitor.directory

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pulumi
 
 from ..config import Environment
+from ..errors import ConfigError
 from ..providers.local import (
     DaskCluster,
     DaskClusterArgs,
@@ -14,7 +16,10 @@ from ..providers.local import (
     TrainingWorkspaceArgs,
 )
 from ..providers.local._workspace import resolve_workers
-from ._target import Target, require_local
+from ._target import Target, kubernetes_target, require_target
+
+if TYPE_CHECKING:
+    from ..kubernetes import KubernetesTarget
 
 __all__ = ["TrainingCluster", "TrainingClusterArgs"]
 
@@ -34,6 +39,8 @@ class TrainingClusterArgs:
     host: str = "127.0.0.1"
     """What the local cluster listens on."""
     target: Target = "local"
+    kubernetes: KubernetesTarget | None = None
+    """The env's namespace and settings, on the kubernetes target."""
 
     @classmethod
     def from_environment(cls, env: Environment) -> TrainingClusterArgs:
@@ -44,12 +51,14 @@ class TrainingClusterArgs:
             scheduler=training.scheduler,
             code_paths=[str(env.project.root.resolve())],
             target=env.settings.target,
+            kubernetes=kubernetes_target(env),
         )
 
 
 class TrainingCluster(pulumi.ComponentResource):
     """On `local`, a workspace directory, and a Dask scheduler with `workers` worker processes
-    on this machine when there are two or more (`scheduler` and `dashboard` are None without)."""
+    on this machine when there are two or more (`scheduler` and `dashboard` are None without);
+    on `kubernetes`, a Dask cluster in the env's namespace (mlinfra.kubernetes.DaskCluster)."""
 
     workspace: pulumi.Output[str]
     workers: pulumi.Output[int]
@@ -60,8 +69,11 @@ class TrainingCluster(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: TrainingClusterArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        require_local(args.target, "TrainingCluster")
+        require_target(args.target, args.kubernetes, "TrainingCluster")
         super().__init__("mlinfra:index:TrainingCluster", name, None, opts)
+        if args.kubernetes is not None:
+            self._on_kubernetes(name, args, args.kubernetes)
+            return
         workers = resolve_workers(args.workers)
         workspace = TrainingWorkspace(
             f"{name}-workspace",
@@ -94,4 +106,30 @@ class TrainingCluster(pulumi.ComponentResource):
                 "scheduler": self.scheduler,
                 "dashboard": self.dashboard,
             }
+        )
+
+    def _on_kubernetes(
+        self, name: str, args: TrainingClusterArgs, target: KubernetesTarget
+    ) -> None:
+        from ..kubernetes import DaskCluster, image_ref
+
+        if args.scheduler is not None:
+            raise ConfigError(
+                "TrainingCluster: on kubernetes the env's own Dask cluster is declared; "
+                "drop training.scheduler there (set it on the env that trains on this one)"
+            )
+        cluster = DaskCluster(
+            name,
+            target,
+            workers=args.workers,
+            serving_image=image_ref(target),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.workspace = pulumi.Output.from_input("/tmp")  # each worker's scratch emptyDir
+        self.workers = cluster.workers
+        self.code_paths = pulumi.Output.from_input([])
+        self.scheduler = cluster.scheduler
+        self.dashboard = cluster.dashboard
+        self.register_outputs(
+            {"scheduler": self.scheduler, "dashboard": self.dashboard, "workers": self.workers}
         )

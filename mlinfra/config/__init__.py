@@ -1,5 +1,6 @@
 """Project and environment configuration: `load_project()` is the entry point."""
 
+from ._kubernetes import KubernetesSettings
 from ._models import (
     EnvSettings,
     ModelSpec,
@@ -30,6 +31,7 @@ __all__ = [
     "Branch",
     "EnvSettings",
     "Environment",
+    "KubernetesSettings",
     "ModelSpec",
     "MonitoringSettings",
     "PreviewSettings",

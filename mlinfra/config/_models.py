@@ -15,10 +15,10 @@ from pydantic import (
 
 from .._durations import parse_duration
 from ..errors import ConfigError
+from ._kubernetes import KubernetesSettings
 
 __all__ = [
     "BRANCH_SEPARATOR",
-    "KUBERNETES_LATER",
     "EnvSettings",
     "ModelSpec",
     "MonitoringSettings",
@@ -32,7 +32,6 @@ __all__ = [
 ]
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,39}$"
-KUBERNETES_LATER = 'the kubernetes target arrives in a later release; use target = "local"'
 ENTRY_POINT_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
 BRANCH_SEPARATOR = "--"
 """Between an env's name and its branch's in the name of a branch env: `dev--feature-x-217d2bf5`."""
@@ -185,20 +184,35 @@ class PulumiSettings(_Strict):
 
 
 class EnvSettings(_Strict):
-    target: Literal["local"] = "local"
+    target: Literal["local", "kubernetes"] = "local"
     engine: Literal["auto", "embedded", "pulumi"] = "auto"
     training: TrainingSettings = TrainingSettings()
     registry: RegistrySettings = RegistrySettings()
     serving: ServingSettings = ServingSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
     pulumi: PulumiSettings = PulumiSettings()
+    kubernetes: KubernetesSettings = Field(
+        KubernetesSettings(), description='what target = "kubernetes" deploys, and where'
+    )
 
-    @field_validator("target", mode="before")
-    @classmethod
-    def _target_exists(cls, target: object) -> object:
-        if target == "kubernetes":
-            raise ValueError(KUBERNETES_LATER)
-        return target
+    @model_validator(mode="after")
+    def _kubernetes_settings(self) -> EnvSettings:
+        if self.target != "kubernetes":
+            if "kubernetes" in self.model_fields_set:
+                raise ValueError('a [kubernetes] table needs target = "kubernetes"')
+            return self
+        if self.engine == "embedded":
+            raise ValueError(
+                "the embedded engine drives local processes only; a kubernetes env is applied "
+                'by the pulumi engine (engine = "auto" or "pulumi"), or rendered for kubectl '
+                "with `mlinfra render`"
+            )
+        if self.serving.auth:
+            raise ValueError(
+                "serving.auth is for the local target; on kubernetes, authenticate at the "
+                "ingress controller"
+            )
+        return self
 
     @model_validator(mode="after")
     def _backend_needs_pulumi(self) -> EnvSettings:
@@ -232,16 +246,6 @@ class ProjectConfig(_Strict):
     models: dict[str, ModelSpec] = Field(default_factory=dict)
     env: dict[str, EnvSettings] = Field(min_length=1)
     preview: PreviewSettings = PreviewSettings()
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_kubernetes_table(cls, raw: object) -> object:
-        """Said before the generic unknown-key error, which would not say why or what instead."""
-        envs = raw.get("env") if isinstance(raw, dict) else None
-        for name, settings in envs.items() if isinstance(envs, dict) else ():
-            if isinstance(settings, dict) and "kubernetes" in settings:
-                raise ValueError(f"env.{name}.kubernetes: {KUBERNETES_LATER}")
-        return raw
 
     @field_validator("env")
     @classmethod

@@ -95,6 +95,10 @@ def open_engine(env: Environment) -> Engine:
 
 def _own_engine(env: Environment) -> Engine:
     choice = env.settings.engine
+    if env.settings.target == "kubernetes":
+        if not shutil.which("pulumi"):
+            raise EngineUnavailableError(kubernetes_without_cli_message(env))
+        choice = "pulumi"  # mlinfra.toml refuses the embedded engine for kubernetes
     if choice == "auto":
         choice = (
             "pulumi" if shutil.which("pulumi") and not _embedded_state_exists(env) else "embedded"
@@ -116,6 +120,15 @@ def missing_cli_message(env: Environment) -> str:
     return (
         f"env {env.name!r} uses the pulumi engine but no `pulumi` CLI is on PATH; install it "
         '(https://www.pulumi.com/docs/install/) or set engine = "embedded"'
+    )
+
+
+def kubernetes_without_cli_message(env: Environment) -> str:
+    """A kubernetes env is applied by the pulumi engine only; without its CLI, say what works."""
+    return (
+        f"env {env.name!r} is on kubernetes and is not applied from here: no `pulumi` CLI is on "
+        f"PATH; run `mlinfra render {env.cli_args} --out DIR` and `kubectl apply -R -f DIR`, or "
+        "install pulumi (https://www.pulumi.com/docs/install/)"
     )
 
 

@@ -1,4 +1,5 @@
-"""`python -m mlinfra.monitoring --spec FILE`: an env's drift monitor, run by its supervisor."""
+"""`python -m mlinfra.monitoring --spec FILE`: an env's drift monitor, run by its supervisor
+(or with `--once` by a scheduler such as a Kubernetes CronJob: one check, then exit)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from ._spec import MonitorSpec
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mlinfra.monitoring", description=__doc__)
     parser.add_argument("--spec", type=Path, required=True, help="the monitor.json to run")
+    parser.add_argument("--once", action="store_true", help="check once and exit")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(process)d %(levelname)s %(message)s"
@@ -23,8 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     if spec is None:
         print(f"no monitor spec at {args.spec}; `mlinfra up` writes it", file=sys.stderr)
         return 2
-    run_monitor(spec)
-    return 0
+    return run_monitor(spec, once=args.once)
 
 
 if __name__ == "__main__":

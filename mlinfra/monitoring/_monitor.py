@@ -618,9 +618,12 @@ def _status(spec: MonitorSpec) -> MonitorStatus:
     )
 
 
-def run_monitor(spec: MonitorSpec, *, stop: threading.Event | None = None) -> None:
+def run_monitor(
+    spec: MonitorSpec, *, stop: threading.Event | None = None, once: bool = False
+) -> int:
     """Check every interval until SIGTERM (or `stop`); a failed check is logged and retried
-    at the next interval, never the end of the monitor."""
+    at the next interval, never the end of the monitor. With `once`, one check: the exit
+    code says whether it failed (1), for a scheduler that runs it again."""
     put_first_on_path(spec.code_paths)  # the served versions may hold the project's own classes
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
@@ -640,7 +643,10 @@ def run_monitor(spec: MonitorSpec, *, stop: threading.Event | None = None) -> No
             log.exception("check failed; next at the next interval")
         status.checks += 1
         _beat(directory, status)
+        if once:
+            return 1 if status.last_error else 0
         stop.wait(max(0.0, spec.interval_seconds - (time.monotonic() - started)))
+    return 0
 
 
 def _beat(directory: MonitoringDirectory, status: MonitorStatus) -> None:

@@ -3,19 +3,14 @@ and suffixed with a hash of the whole name, so that two branches never share one
 
 from __future__ import annotations
 
-import hashlib
-import re
-
+from .._dns import DNS_LABEL, MAX_LABEL, dns_label
 from ..config._models import BRANCH_SEPARATOR
 from ..errors import ConfigError
 
 __all__ = ["DNS_LABEL", "MAX_NAME", "branch_env_name", "branch_slug", "normalise_branch"]
 
-MAX_NAME = 63
+MAX_NAME = MAX_LABEL
 """The longest DNS-1123 label, and so the longest name of a branch env."""
-DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_HASH_CHARS = 8
-_NOT_DNS = re.compile(r"[^a-z0-9]+")
 _REF_PREFIXES = ("refs/heads/", "refs/remotes/origin/", "origin/")
 
 
@@ -32,11 +27,7 @@ def normalise_branch(branch: str) -> str:
 def branch_slug(branch: str, *, room: int = MAX_NAME) -> str:
     """`feature/Login_Page` -> `feature-login-page-3f2a9c1b`: lowercase letters, digits and
     dashes, at most `room` characters, ending in 8 hex digits of the branch's sha256."""
-    name = normalise_branch(branch)
-    digest = hashlib.sha256(name.encode()).hexdigest()[:_HASH_CHARS]
-    readable = _NOT_DNS.sub("-", name.lower()).strip("-")
-    readable = readable[: max(room - _HASH_CHARS - 1, 0)].rstrip("-")
-    return f"{readable}-{digest}" if readable else digest
+    return dns_label(normalise_branch(branch), room=room)
 
 
 def branch_env_name(base: str, branch: str) -> str:

@@ -69,7 +69,7 @@ class EnvironmentsView(View[list[Row]]):
 
     def _row(self, env: EnvOverview) -> Row:
         update = env.last_update
-        status = "up" if env.up else "not up"
+        status = "up" if env.up else "not up" if env.applied_here else "not applied here"
         if env.lock is not None:
             status += f", locked by {env.lock.user} ({env.lock.command})"
         cells = (

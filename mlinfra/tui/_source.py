@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..errors import MlinfraError
+from ..errors import EngineUnavailableError, MlinfraError
 
 if TYPE_CHECKING:
     from ..api import Env, LastRefresh, Project, Resource, VariantTraffic, VersionComparison
@@ -58,6 +58,8 @@ class EnvOverview:
     serving: Deployment | None
     problem: str | None = None
     """Why part of it could not be read (a stack not up is not a problem)."""
+    applied_here: bool = True
+    """False for an env no engine here can apply (kubernetes without the pulumi CLI)."""
 
 
 @dataclass(frozen=True)
@@ -133,7 +135,21 @@ class Source:
         from ..api import EnvNotUpError
 
         env = self._env(name)
-        status = env.status()
+        try:
+            status = env.status()
+        except EngineUnavailableError:
+            return EnvOverview(
+                name=name,
+                target=env.target,
+                engine="-",
+                up=False,
+                resources=0,
+                lock=None,
+                last_update=None,
+                last_refresh=None,
+                serving=None,
+                applied_here=False,
+            )
         up, serving, problem = True, None, None
         try:
             with env.pinned():  # reads the outputs once: up or not, and where the table is
