@@ -377,6 +377,29 @@ def test_render_twice_gives_identical_files_with_ints_and_keys_in_order(
     assert line.endswith("MODEL_VERSION=none")
 
 
+def test_render_again_removes_the_files_of_objects_no_longer_declared(
+    example: Path, tmp_path: Path
+) -> None:
+    (env,) = kubernetes_envs(example)
+    out = tmp_path / "k8s"
+    first = render(env, out)
+    stale = out / "iris-prod" / "deployment-gone.yaml"
+    stale.write_text("kind: Deployment\n")  # as if an earlier stack had declared it
+    notes = out / "iris-prod" / "README.md"
+    notes.write_text("kept: render only removes object files\n")
+    second = render(env, out)
+    assert second.objects == first.objects and not stale.exists() and notes.exists()
+    found = sorted(
+        str(p.relative_to(out)) for p in out.glob("*/*.yaml") if p.parent.name != "_build"
+    )
+    assert found == sorted(first.objects)
+    elsewhere = tmp_path / "mine"
+    (elsewhere / "ns").mkdir(parents=True)
+    (elsewhere / "ns" / "deployment-mine.yaml").write_text("kind: Deployment\n")
+    render(env, elsewhere)  # not an earlier render's folder: nothing of it goes
+    assert (elsewhere / "ns" / "deployment-mine.yaml").exists()
+
+
 @given(st.text(max_size=200))
 def test_dns_label_is_a_valid_stable_label(text: str) -> None:
     label = dns_label(text)

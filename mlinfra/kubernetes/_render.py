@@ -10,6 +10,7 @@ Dockerfile and the images to build go to `<out>/_build/`, which kubectl does not
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ BUILD_DIR = "_build"
 CLUSTER_DIR = "_cluster"
 _FIRST_KEYS = ("apiVersion", "kind", "metadata")
 _IMAGE_TYPE = "docker:index/image:Image"
+_OBJECT_FILE = re.compile(r"^[a-z0-9]+-[a-z0-9.-]+\.yaml$")  # <kind>-<name>.yaml
 
 
 @dataclass(frozen=True)
@@ -93,9 +95,24 @@ def render(env: Environment, out: Path) -> Rendered:
         for registration in recorder.registrations
         if registration.custom and registration.type.startswith("kubernetes:")
     ]
+    earlier = _earlier_objects(out)
     written = [_write_object(out, obj) for obj in sorted(objects, key=_place)]
+    for stale in earlier - set(written):  # an object the stack no longer declares goes too
+        (out / stale).unlink()
     images = [r.inputs for r in recorder.registrations if r.type == _IMAGE_TYPE]
     return Rendered(out=out, objects=written, build=_write_build(out, images), images=_refs(images))
+
+
+def _earlier_objects(out: Path) -> set[str]:
+    """The object files an earlier render left in `out` (one with `_build/images.txt`), so that
+    a new render leaves exactly its own; nothing in a folder render did not write is touched."""
+    if not (out / BUILD_DIR / "images.txt").is_file():
+        return set()
+    return {
+        str(path.relative_to(out))
+        for path in out.glob("*/*.yaml")
+        if path.parent.name != BUILD_DIR and _OBJECT_FILE.match(path.name)
+    }
 
 
 def manifest(inputs: dict[str, Any]) -> dict[str, Any]:
