@@ -9,8 +9,6 @@ what it writes is validated, strictly, against the Kubernetes schemas of kuberne
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -429,11 +427,15 @@ def test_cli_render_of_a_local_env_is_a_one_line_error(example: Path, tmp_path: 
     assert 'target = "kubernetes"' in result.stderr
 
 
-@pytest.mark.skipif(shutil.which("pulumi") is not None, reason="a pulumi CLI is on PATH here")
 @pytest.mark.parametrize("command", ["up", "preview", "destroy", "status"])
-def test_kubernetes_env_without_pulumi_cli_says_so_in_one_line(example: Path, command: str) -> None:
+def test_kubernetes_env_without_pulumi_cli_says_so_in_one_line(
+    example: Path, tmp_path: Path, command: str
+) -> None:
+    """PATH is an empty folder: no pulumi CLI, whatever the machine has."""
     args = [command, "--env", "prod"] + (["--yes"] if command in ("up", "destroy") else [])
-    result = run_cli(*args, cwd=example, env={"PATH": os.environ["PATH"]})
+    nothing = tmp_path / "empty-path"
+    nothing.mkdir()
+    result = run_cli(*args, cwd=example, env={"PATH": str(nothing)})
     assert result.returncode == 2, result.stderr
     (line,) = result.stderr.strip().splitlines()
     assert "not applied from here" in line
