@@ -134,7 +134,7 @@ class DaskFolds:
         self, data: Any, estimator: Any, metric: str, tasks: Sequence[FoldTask], on_done: OnDone
     ) -> list[FoldResult]:
         import cloudpickle
-        from distributed import as_completed
+        from distributed import KilledWorker, as_completed
 
         client = self._client
         # Opaque bytes to the scheduler, which need not import the project's classes
@@ -151,9 +151,7 @@ class DaskFolds:
                 on_done(result)
         except (OSError, TimeoutError) as exc:
             raise self._lost(exc) from exc
-        except Exception as exc:  # a task that failed on every worker it was given to
-            if type(exc).__name__ != "KilledWorker":
-                raise
+        except KilledWorker as exc:  # a fold whose every worker died under it
             raise TrainingError(f"training workers kept dying on a fold: {exc}") from exc
         finally:
             client.cancel(futures)
@@ -174,32 +172,35 @@ class DaskFolds:
         """Upload each code path some worker does not import from (an existing cluster's, on
         other machines) to every worker, present and future, as a zip first on its import
         path; the env's own cluster imports them where they are."""
-        import tempfile
+        import hashlib
 
         from ._project_code import ProjectCode
 
         import_paths = self._client.run(_import_path).values()
         for path in map(Path, self.code_paths):
             if path.is_dir() and any(str(path) not in paths for paths in import_paths):
-                with tempfile.TemporaryDirectory() as scratch:
-                    archive = _zipped(path, Path(scratch))
-                    plugin = ProjectCode(archive.name, archive.read_bytes())
-                    self._client.register_plugin(plugin, name=archive.stem)
+                digest = hashlib.sha256(str(path).encode()).hexdigest()[:12]
+                name = f"mlinfra-code-{path.name}-{digest}"
+                plugin = ProjectCode(f"{name}.zip", _zipped(path))
+                self._client.register_plugin(plugin, name=name)
 
 
-def _zipped(folder: Path, scratch: Path) -> Path:
-    """The modules and data files under `folder` in a zip, importable as from `folder`."""
-    import hashlib
+def _zipped(folder: Path) -> bytes:
+    """The modules and data files under `folder` as a zip, importable as from `folder`; the
+    folders of _NOT_CODE are not walked into (a project's .venv may hold thousands of files)."""
+    import io
+    import os
     import zipfile
 
-    digest = hashlib.sha256(str(folder).encode()).hexdigest()[:12]
-    archive = scratch / f"mlinfra-code-{folder.name}-{digest}.zip"
+    archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
-        for file in sorted(folder.rglob("*")):
-            relative = file.relative_to(folder)
-            if file.is_file() and file.suffix != ".pyc" and not set(relative.parts) & _NOT_CODE:
-                zipped.write(file, relative.as_posix())
-    return archive
+        for root, folders, files in os.walk(folder):
+            folders[:] = sorted(name for name in folders if name not in _NOT_CODE)
+            for name in sorted(files):
+                if not name.endswith(".pyc"):
+                    file = Path(root) / name
+                    zipped.write(file, file.relative_to(folder).as_posix())
+    return archive.getvalue()
 
 
 def _import_path() -> list[str]:

@@ -31,7 +31,7 @@ from ._health import HEALTH_TIMEOUT, UP_STATES
 from ._ports import port_free
 from ._supervisor import Supervisor
 
-__all__ = ["DaskCluster", "DaskClusterArgs", "DaskClusterProvider", "cluster_health"]
+__all__ = ["DaskCluster", "DaskClusterArgs", "DaskClusterProvider"]
 
 _PARTS = ("scheduler", "workers")
 _PORT_OUTPUTS = ("scheduler_port", "dashboard_port")
@@ -69,7 +69,7 @@ class DaskClusterProvider(LocalProvider[DaskInputs]):
             return gone()
         inputs = self.parse(props)
         ports = {key: int(props[key]) for key in _PORT_OUTPUTS}
-        problem = cluster_health(run_dir, inputs, ports)
+        problem = _problem(run_dir, inputs, ports)
         return ReadResult(id_=id_, outs=_outputs(inputs, ports, problem=problem))
 
     def delete(self, id_: str, _props: dict[str, Any]) -> None:
@@ -118,7 +118,7 @@ def _start(inputs: DaskInputs, previous: dict[str, int]) -> dict[str, int]:
         instance.write(command, {})
         instance.launch()
     deadline = time.monotonic() + HEALTH_TIMEOUT
-    while (problem := cluster_health(run_dir, inputs, ports)) is not None:
+    while (problem := _problem(run_dir, inputs, ports)) is not None:
         if time.monotonic() > deadline or _given_up(run_dir):
             logs = "; ".join(f"{part}: {_supervisor(run_dir, part).log_tail(2)}" for part in _PARTS)
             _stop(run_dir)
@@ -131,7 +131,7 @@ def _given_up(run_dir: Path) -> bool:
     return any(_supervisor(run_dir, part).program_state() == "FATAL" for part in _PARTS)
 
 
-def cluster_health(run_dir: Path, inputs: DaskInputs, ports: dict[str, int]) -> str | None:
+def _problem(run_dir: Path, inputs: DaskInputs, ports: dict[str, int]) -> str | None:
     """Why the cluster is not whole, or None: both programs run and the scheduler counts
     every worker."""
     import httpx
