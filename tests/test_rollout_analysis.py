@@ -5,9 +5,12 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mlinfra.errors import ConfigError
 from mlinfra.rollout import AnalysisPolicy, VariantStats, analyse, parse_duration, parse_steps, psi
+from mlinfra.rollout._analysis import TAIL_REQUESTS, latency_quantile
 from mlinfra.serving._metrics import LATENCY_BUCKETS
 
 POLICY = AnalysisPolicy(min_samples=100)
@@ -25,6 +28,15 @@ def stats(
         else {"0": requests / 3, "1": requests / 3, "2": requests / 3}
     )
     return VariantStats(requests=requests, errors=errors, latency=buckets, predictions=predictions)
+
+
+def merged(*variants: VariantStats) -> VariantStats:
+    """One variant whose requests are all of `variants`' requests."""
+    return VariantStats(
+        requests=sum(v.requests for v in variants),
+        latency={b: sum(v.latency[b] for v in variants) for b in variants[0].latency},
+        predictions={k: sum(v.predictions[k] for v in variants) for k in variants[0].predictions},
+    )
 
 
 def test_same_behaviour_passes() -> None:
@@ -53,7 +65,23 @@ def test_slow_canary_fails_on_p99_but_tiny_differences_are_noise() -> None:
         == "pass"
     )
     slow = analyse(50, stats(200, latency_ms=40), stats(200, latency_ms=1.0), POLICY)
-    assert slow.verdict == "fail" and slow.reasons[0].startswith("p99 latency")
+    assert slow.verdict == "fail" and slow.reasons[0].startswith("p97 latency")
+
+
+def test_a_few_stalled_requests_in_a_thin_window_are_not_a_slow_canary() -> None:
+    policy = AnalysisPolicy(min_samples=20)
+    stalled = merged(stats(16, latency_ms=1.0), stats(4, latency_ms=50))  # a GC pause, say
+    assert analyse(50, stalled, stats(20), policy).verdict == "pass"
+    slow = analyse(50, stats(20, latency_ms=20), stats(20), policy)
+    assert slow.verdict == "fail" and slow.reasons[0].startswith("p75 latency")
+
+
+@given(st.integers(min_value=1, max_value=100_000))
+def test_latency_quantile_leaves_five_requests_above_it_and_is_p99_on_500(requests: int) -> None:
+    q = latency_quantile(requests)
+    assert 0.5 <= q <= 0.99
+    assert requests * (1 - q) >= min(TAIL_REQUESTS, requests / 2) - 1e-9
+    assert (q == 0.99) == (requests >= 500)
 
 
 def test_shifted_prediction_distribution_fails() -> None:

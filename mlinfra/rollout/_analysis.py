@@ -1,5 +1,5 @@
-"""The verdict of one canary step: canary against stable on errors, p99 latency, predictions
-and, where labels are fed back, accuracy.
+"""The verdict of one canary step: canary against stable on errors, tail latency (p99 once the
+window holds 500 requests), predictions and, where labels are fed back, accuracy.
 
 No verdict is given on thin traffic: below `min_samples` canary requests the step is
 inconclusive, and accuracy counts only once both variants have `min_samples` labels. Stable is
@@ -9,10 +9,14 @@ far; with no stable traffic at all the canary is held to absolute limits.
 
 from __future__ import annotations
 
+import math
+
 from ._model import AnalysisPolicy, StepResult
 from ._stats import VariantStats, psi
 
-__all__ = ["analyse"]
+__all__ = ["analyse", "latency_quantile"]
+
+TAIL_REQUESTS = 5
 
 
 def analyse(
@@ -61,16 +65,28 @@ def _errors(canary: VariantStats, stable: VariantStats | None, policy: AnalysisP
 
 
 def _latency(canary: VariantStats, stable: VariantStats, policy: AnalysisPolicy) -> list[str]:
-    canary_p99, stable_p99 = canary.p99(), stable.p99()
-    if canary_p99 is None or stable_p99 is None:
+    """The canary's tail latency against stable's, at the quantile the window supports."""
+    q = latency_quantile(canary.requests)
+    canary_tail, stable_tail = canary.quantile(q), stable.quantile(q)
+    if canary_tail is None or stable_tail is None:
         return []
-    limit = max(stable_p99 * policy.max_latency_ratio, stable_p99 + policy.latency_slack_ms / 1000)
-    if canary_p99 <= limit:
+    slack = policy.latency_slack_ms / 1000
+    limit = max(stable_tail * policy.max_latency_ratio, stable_tail + slack)
+    if canary_tail <= limit:
         return []
     return [
-        f"p99 latency {canary_p99 * 1000:.1f} ms against stable {stable_p99 * 1000:.1f} ms, "
-        f"limit {limit * 1000:.1f} ms"
+        f"p{q * 100:g} latency {canary_tail * 1000:.1f} ms against stable "
+        f"{stable_tail * 1000:.1f} ms, limit {limit * 1000:.1f} ms"
     ]
+
+
+def latency_quantile(requests: int) -> float:
+    """p99, or a lower quantile on a window too thin for it: the quantile judged always has
+    `TAIL_REQUESTS` requests above it, so one stalled request (a GC pause, a busy core) never
+    aborts a rollout, while a canary that is slower throughout fails all the same."""
+    if requests <= 0:
+        return 0.99
+    return max(0.5, min(0.99, math.floor(100 * (1 - TAIL_REQUESTS / requests)) / 100))
 
 
 def _quality(canary: VariantStats, stable: VariantStats, policy: AnalysisPolicy) -> list[str]:
