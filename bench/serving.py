@@ -65,7 +65,7 @@ from fastapi import FastAPI
 from mlinfra.serving._app import ServerOptions, create_app
 from mlinfra.serving._http import HTTPProblem
 
-inner = create_app(ServerOptions(registry=Path(sys.argv[1]), env="bench"))
+inner = create_app(ServerOptions(registry=Path(sys.argv[1]), env="bench")).app  # its Starlette app
 app = FastAPI(lifespan=inner.router.lifespan_context, openapi_url=None)
 app.add_exception_handler(HTTPProblem, inner.exception_handlers[HTTPProblem])
 for route in inner.routes:

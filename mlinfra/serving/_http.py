@@ -229,7 +229,7 @@ class GuardedHTTP(HttpToolsProtocol):
     _draining = False  # the server is stopping: no connection is kept alive after its answer
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        super().connection_made(_CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
         self._enter("head")
         self._watchdog = self.loop.call_later(HEAD_TIMEOUT_SECONDS, self._check)
 
@@ -336,3 +336,39 @@ class GuardedHTTP(HttpToolsProtocol):
             b"connection: close\r\n\r\n%s" % (status, reason, len(body), body)
         )
         self.transport.close()
+
+
+class _CoalescingTransport:
+    """A transport whose writes made in one turn of the event loop go out in one send.
+
+    uvicorn writes a response's head and its body separately, and on loopback every send is a
+    system call that also runs the receiver's side of TCP: a tenth of a one-row prediction's
+    time. Writes are joined and sent once the turn's callbacks have run; closing sends them first.
+    """
+
+    __slots__ = ("_loop", "_pending", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._pending:
+            self._loop.call_soon(self._send)
+        self._pending.append(data)
+
+    def close(self) -> None:
+        self._send()
+        self._transport.close()
+
+    def _send(self) -> None:
+        if not self._pending:
+            return
+        data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+        self._pending.clear()
+        if not self._transport.is_closing():
+            self._transport.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)

@@ -53,9 +53,15 @@ class ServedModel:
         self.reference = reference
         self.output_names = tuple(o for o in OUTPUTS if hasattr(estimator, o))
         self._fast = _array_twin(estimator, schema, reference)
+        self._all_floats = all(column.kind == "float" for column in schema.columns)
 
-    def inputs(self, columns: Columns) -> Any:
-        """The request's checked columns in the form the model predicts fastest on."""
+    def inputs(self, columns: Columns, matrix: list[Any] | None = None) -> Any:
+        """The request's checked columns in the form the model predicts fastest on. `matrix`,
+        the same values row after row (`Decoded.matrix`), is read in one call where it can be."""
+        if matrix is not None and self._fast is not None and self._all_floats:
+            array = _finite_matrix(matrix, len(self.schema.columns))
+            if array is not None:
+                return array
         arrays = self.schema.arrays(columns)
         if self._fast is not None:
             return np.column_stack(arrays) if arrays else np.empty((0, 0))
@@ -108,6 +114,21 @@ def value_counts(outputs: dict[str, np.ndarray], bin_edges: np.ndarray | None) -
         kept["other"] = sum(tracked.values()) - sum(kept.values())
         return kept
     return dict(tracked)
+
+
+def _finite_matrix(values: list[Any], width: int) -> np.ndarray | None:
+    """`values` as a `[rows, width]` float64 array, if all are finite numbers; else None, and
+    the columns are checked one by one, which names the bad one. The values are numbers
+    already (a v2 FP tensor's datatype check), so each converts as it would in its column."""
+    if len(values) > PIECE_ITEMS or width == 0:
+        return None  # a long one is converted a piece at a time, column by column
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (OverflowError, TypeError, ValueError):
+        return None
+    if array.ndim != 1 or not np.isfinite(array).all():
+        return None
+    return array.reshape(-1, width)
 
 
 _FINITE_THREADS: set[int] = set()

@@ -46,6 +46,7 @@ class _Datatype:
     low: float = -math.inf
     high: float = math.inf
     bounded: bool = False  # integers, and FP16 and FP32 (finite, within range)
+    numeric: bool = True  # its values convert to float64 as a float column's do
 
     def check(self, data: list[Any], name: str, datatype: str) -> None:
         """A 422 naming the input and datatype for the first value that does not fit."""
@@ -69,7 +70,7 @@ class _Datatype:
 _NONE = object()
 _NUMBERS = (int, float)
 _V2_TYPES = {
-    "BOOL": _Datatype((bool,)),
+    "BOOL": _Datatype((bool,), numeric=False),
     **{f"UINT{b}": _Datatype((int,), 0, 2**b - 1, True) for b in (8, 16, 32, 64)},
     **{
         f"INT{b}": _Datatype((int,), -(2 ** (b - 1)), 2 ** (b - 1) - 1, True)
@@ -78,7 +79,7 @@ _V2_TYPES = {
     "FP16": _Datatype(_NUMBERS, -65504.0, 65504.0, True),
     "FP32": _Datatype(_NUMBERS, -3.4028234663852886e38, 3.4028234663852886e38, True),
     "FP64": _Datatype(_NUMBERS),  # NaN, infinity and huge integers are refused by the schema
-    "BYTES": _Datatype((str,)),
+    "BYTES": _Datatype((str,), numeric=False),
 }
 
 
@@ -91,6 +92,10 @@ class Decoded:
     rows: int
     outputs: tuple[str, ...] = ("predict",)
     id: str | None = None
+    matrix: list[Any] | None = None
+    """A v2 `[rows, columns]` tensor's values, row after row, when its datatype is a number's
+    (checked): what `ServedModel.inputs` turns into one array at once where every column is a
+    float."""
 
 
 def _problem(message: str, field: str | None = None) -> HTTPProblem:
@@ -182,9 +187,9 @@ def _decode_v2(body: Any, model: ServedModel) -> Decoded:
     decoded = [_tensor(t, i) for i, t in enumerate(tensors)]
     outputs = _requested_outputs(body.get("outputs"), model)
     names = model.schema.names
-    by_name = {name: (shape, data) for name, shape, data in decoded}
+    by_name = {name: (shape, data) for name, shape, data, _ in decoded}
     if len(decoded) == 1 and decoded[0][0] not in names:
-        name, shape, data = decoded[0]
+        name, shape, data, numeric = decoded[0]
         if len(shape) != 2 or shape[1] != len(names):
             raise _problem(
                 f"input {name!r} has shape {shape}; a single tensor must be "
@@ -192,8 +197,9 @@ def _decode_v2(body: Any, model: ServedModel) -> Decoded:
                 name,
             )
         width = shape[1]
-        rows = [data[i : i + width] for i in range(0, len(data), width)]
-        return Decoded(_from_rows(rows, names, name), shape[0], outputs, request_id)
+        split = {column: data[i::width] for i, column in enumerate(names)}
+        matrix = data if numeric else None  # BOOL and BYTES values are checked column by column
+        return Decoded(split, shape[0], outputs, request_id, matrix=matrix)
     columns: Columns = {}
     count = None
     for column in names:
@@ -211,8 +217,9 @@ def _decode_v2(body: Any, model: ServedModel) -> Decoded:
     return Decoded(columns, count or 0, outputs, request_id)
 
 
-def _tensor(tensor: Any, index: int) -> tuple[str, list[int], list[Any]]:
-    """One input tensor checked for structure: (name, shape, flat data of the declared type)."""
+def _tensor(tensor: Any, index: int) -> tuple[str, list[int], list[Any], bool]:
+    """One input tensor checked for structure: (name, shape, flat data of the declared type,
+    whether that type is a number's)."""
     where = f"inputs[{index}]"
     tensor = _mapping(tensor, where)
     name = tensor.get("name")
@@ -233,7 +240,7 @@ def _tensor(tensor: Any, index: int) -> tuple[str, list[int], list[Any]]:
             f"input {name!r}: shape {shape} needs {math.prod(shape)} values, got {len(data)}", name
         )
     kind.check(data, name, datatype)
-    return name, shape, data
+    return name, shape, data, kind.numeric
 
 
 def _flatten(data: Any, name: str) -> list[Any]:
