@@ -6,6 +6,7 @@ model sees it: a model raising on bad input would otherwise be a 5xx.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -132,8 +133,9 @@ class InputSchema:
 
     columns: tuple[Column, ...]
 
-    @property
+    @functools.cached_property
     def names(self) -> list[str]:
+        """The column names in order (read on every request: made once; never to be changed)."""
         return [column.name for column in self.columns]
 
     @classmethod
