@@ -208,14 +208,18 @@ def test_v2_metadata_and_readiness_by_name_and_version(server: Server) -> None:
 def test_prediction_routes_take_post_only_and_unknown_paths_are_404(server: Server) -> None:
     body = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": ROW}]}
     for path in ("/v2/models/iris/infer", "/v2/models/iris/versions/1/infer", "/invocations"):
-        assert server.get(path).status_code == 405
+        wrong_method = server.get(path)
+        assert wrong_method.status_code == 405 and wrong_method.headers["allow"] == "POST"
+        assert wrong_method.json() == {"error": f"method not allowed: GET '{path}'"}
         assert server.client.put(server.url + path, json=body).status_code == 405
     for path in (
         "/v2/models/iris/infer/more",
         "/v2/models//infer",
         "/v2/models/iris/versions/1/infer/x",
     ):
-        assert server.post(path, json=body).status_code == 404
+        missing = server.post(path, json=body)
+        assert missing.status_code == 404
+        assert missing.json() == {"error": f"no such route: POST '{path}'"}
     wrong = server.post("/v2/models/wine/versions/1/infer", json=body)
     assert wrong.status_code == 404 and "it serves 'iris'" in wrong.json()["error"]
     unserved = server.post("/v2/models/iris/versions/7/infer", json=body)

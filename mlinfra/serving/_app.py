@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -128,7 +129,7 @@ def create_app(options: ServerOptions) -> Any:
             Route("/metrics", routes.metrics),
         ],
         lifespan=lifespan,
-        exception_handlers={HTTPProblem: _problem_response},
+        exception_handlers={HTTPProblem: _problem_response, HTTPException: _route_error_response},
     )
     predictions = _PredictionRoutes(app, routes)
     if options.token:
@@ -189,6 +190,18 @@ async def _problem_response(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPProblem)
     _metrics.count_rejected(exc.status)
     return exc.response()
+
+
+async def _route_error_response(request: Request, exc: Exception) -> Response:
+    """A path the server does not have (404) or a method it does not take there (405, with
+    Allow), answered in JSON like every other error."""
+    assert isinstance(exc, HTTPException)
+    what = "no such route" if exc.status_code == 404 else str(exc.detail).lower()
+    problem = HTTPProblem(
+        exc.status_code, f"{what}: {request.method} {shortened(request.url.path)}",
+        headers=exc.headers,
+    )  # fmt: skip
+    return await _problem_response(request, problem)
 
 
 Handler = Callable[[Any], Response]
