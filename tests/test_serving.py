@@ -205,8 +205,16 @@ def test_v2_metadata_and_readiness_by_name_and_version(server: Server) -> None:
         assert response.status_code == 404 and "error" in response.json()
 
 
+def refused_count(server: Server) -> float:
+    """Prediction requests refused before a variant was chosen, as /metrics counts them."""
+    lines = server.get("/metrics").text.splitlines()
+    refused = [line for line in lines if line.startswith("mlinfra_requests_total{")]
+    return sum(float(line.split()[-1]) for line in refused if 'model=""' in line)
+
+
 def test_prediction_routes_take_post_only_and_unknown_paths_are_404(server: Server) -> None:
     body = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": ROW}]}
+    refused_before = refused_count(server)
     for path in ("/v2/models/iris/infer", "/v2/models/iris/versions/1/infer", "/invocations"):
         wrong_method = server.get(path)
         assert wrong_method.status_code == 405 and wrong_method.headers["allow"] == "POST"
@@ -220,6 +228,7 @@ def test_prediction_routes_take_post_only_and_unknown_paths_are_404(server: Serv
         missing = server.post(path, json=body)
         assert missing.status_code == 404
         assert missing.json() == {"error": f"no such route: POST '{path}'"}
+    assert refused_count(server) == refused_before  # routes that do not exist: not predictions
     wrong = server.post("/v2/models/wine/versions/1/infer", json=body)
     assert wrong.status_code == 404 and "it serves 'iris'" in wrong.json()["error"]
     unserved = server.post("/v2/models/iris/versions/7/infer", json=body)

@@ -194,14 +194,14 @@ async def _problem_response(_request: Request, exc: Exception) -> Response:
 
 async def _route_error_response(request: Request, exc: Exception) -> Response:
     """A path the server does not have (404) or a method it does not take there (405, with
-    Allow), answered in JSON like every other error."""
+    Allow), answered in JSON like every other error; not counted with prediction requests."""
     assert isinstance(exc, HTTPException)
     what = "no such route" if exc.status_code == 404 else str(exc.detail).lower()
     problem = HTTPProblem(
         exc.status_code, f"{what}: {request.method} {shortened(request.url.path)}",
         headers=exc.headers,
     )  # fmt: skip
-    return await _problem_response(request, problem)
+    return problem.response()
 
 
 Handler = Callable[[Any], Response]
