@@ -76,6 +76,16 @@ def test_a_few_stalled_requests_in_a_thin_window_are_not_a_slow_canary() -> None
     assert slow.verdict == "fail" and slow.reasons[0].startswith("p75 latency")
 
 
+def test_a_step_shows_latency_at_the_quantile_it_judged() -> None:
+    """The step line must not show a p99 of 50 ms next to a pass judged on p75."""
+    policy = AnalysisPolicy(min_samples=20)
+    stalled = merged(stats(16, latency_ms=1.0), stats(4, latency_ms=50))
+    result = analyse(50, stalled, stats(20), policy)
+    assert result.canary["tail_quantile"] == result.stable["tail_quantile"] == 0.75
+    assert result.canary["tail_ms"] == pytest.approx(stalled.quantile(0.75) * 1000, abs=1e-3)
+    assert result.canary["tail_ms"] < 2 < 40 < result.canary["p99_ms"]
+
+
 @given(st.integers(min_value=1, max_value=100_000))
 def test_latency_quantile_leaves_five_requests_above_it_and_is_p99_on_500(requests: int) -> None:
     q = latency_quantile(requests)

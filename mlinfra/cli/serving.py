@@ -406,8 +406,10 @@ def _print_step(_rollout: Rollout, result: StepResult) -> None:
 
 
 def _numbers(stats: dict[str, Any]) -> str:
-    p99 = "-" if stats["p99_ms"] is None else f"{stats['p99_ms']:.1f} ms"
-    return f"{stats['requests']} req, {stats['error_rate']:.2%} errors, p99 {p99}"
+    """Latency at the quantile the analysis judged (p99 in records made before it was kept)."""
+    quantile, tail = stats.get("tail_quantile", 0.99), stats.get("tail_ms", stats["p99_ms"])
+    shown = "-" if tail is None else f"{tail:.1f} ms"
+    return f"{stats['requests']} req, {stats['error_rate']:.2%} errors, p{quantile * 100:g} {shown}"
 
 
 def _print_rollout(rollout: Rollout) -> None:

@@ -23,19 +23,20 @@ def analyse(
     weight: int, canary: VariantStats, stable: VariantStats, policy: AnalysisPolicy
 ) -> StepResult:
     """Compare the two variants' windows and say pass, fail or inconclusive, with reasons."""
+    tail = latency_quantile(canary.requests)
     if canary.requests < policy.min_samples:
         return StepResult(
             weight=weight,
             verdict="inconclusive",
             reasons=[f"{canary.requests} canary requests, {policy.min_samples} needed"],
-            canary=canary.summary(),
-            stable=stable.summary(),
+            canary=canary.summary(tail),
+            stable=stable.summary(tail),
         )
     compared = stable.requests >= policy.min_samples
     failures = [*_errors(canary, stable if compared else None, policy)]
     shift = None
     if compared:
-        failures += _latency(canary, stable, policy)
+        failures += _latency(canary, stable, tail, policy)
         failures += _quality(canary, stable, policy)
         shift = psi(stable.predictions, canary.predictions)
         if shift is not None and shift > policy.max_psi:
@@ -47,8 +48,8 @@ def analyse(
         weight=weight,
         verdict="fail" if failures else "pass",
         reasons=failures or notes or ["canary within every limit"],
-        canary=canary.summary(),
-        stable=stable.summary(),
+        canary=canary.summary(tail),
+        stable=stable.summary(tail),
         psi=None if shift is None else round(shift, 6),
     )
 
@@ -64,9 +65,10 @@ def _errors(canary: VariantStats, stable: VariantStats | None, policy: AnalysisP
     ]
 
 
-def _latency(canary: VariantStats, stable: VariantStats, policy: AnalysisPolicy) -> list[str]:
+def _latency(
+    canary: VariantStats, stable: VariantStats, q: float, policy: AnalysisPolicy
+) -> list[str]:
     """The canary's tail latency against stable's, at the quantile the window supports."""
-    q = latency_quantile(canary.requests)
     canary_tail, stable_tail = canary.quantile(q), stable.quantile(q)
     if canary_tail is None or stable_tail is None:
         return []

@@ -72,17 +72,25 @@ class VariantStats:
             feedback=_subtract(self.feedback, earlier.feedback),
         )
 
-    def summary(self) -> dict[str, float | int | None]:
-        p99, accuracy, mae = self.p99(), self.accuracy(), self.mean_abs_error()
+    def summary(self, tail_quantile: float = 0.99) -> dict[str, float | int | None]:
+        """The numbers a step shows, with latency at p99 and at the quantile the analysis judged."""
+        p99, tail = self.p99(), self.quantile(tail_quantile)
+        accuracy, mae = self.accuracy(), self.mean_abs_error()
         return {
             "requests": self.requests,
             "errors": self.errors,
             "error_rate": round(self.error_rate, 6),
-            "p99_ms": None if p99 is None else round(p99 * 1000, 3),
+            "p99_ms": _milliseconds(p99),
+            "tail_quantile": tail_quantile,
+            "tail_ms": _milliseconds(tail),
             "labelled": self.labelled,
             "accuracy": None if accuracy is None else round(accuracy, 6),
             "mean_abs_error": None if mae is None else round(mae, 6),
         }
+
+
+def _milliseconds(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 3)
 
 
 def _subtract(later: dict, earlier: dict) -> dict:
