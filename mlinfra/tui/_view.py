@@ -134,6 +134,8 @@ class View(Screen[None], Generic[Data]):
 
     def _settle(self, env: str, data: Data | None, problem: str | None, unchanged: bool) -> None:
         self._reading = False
+        if not (self.app.is_running and self.is_running):
+            return  # the app quit, or this screen closed, while the read was on its way
         if env != self.tui.env_name:  # the env changed while reading: that read is stale
             self.reload()
             return
