@@ -368,16 +368,17 @@ async def test_a_hung_server_never_freezes_input(project: IrisProject) -> None:
             assert time.monotonic() - started < 3  # not the 5 s the stuck read waits
 
 
-async def test_a_read_that_lands_after_the_app_quit_is_dropped(project: IrisProject) -> None:
-    """A read still on its way when the app quits (a server answering late) lands on a screen
-    already taken down: it is dropped, not a crash at exit."""
+async def test_a_read_or_action_landing_after_the_app_quit_is_dropped(project: IrisProject) -> None:
+    """A read or an action still on its way when the app quits (a server answering late) lands
+    on screens already taken down: it is dropped, not a crash at exit."""
     app = tui(project)
     async with app.run_test(size=(160, 40)) as pilot:
         await jump(pilot, "deployments")
         view = await loaded(pilot, "deployments")
         env, data, problem = view._last_read
-    with app._context():  # as call_from_thread runs it when the late read lands
+    with app._context():  # as call_from_thread runs them when a late read or action lands
         view._settle(env, data, problem, unchanged=False)
+        app._finished("rolled back", "information")
 
 
 async def test_an_unreachable_server_is_explained_in_place_of_its_traffic(

@@ -243,6 +243,8 @@ class MlinfraApp(App[None]):
     def _ask(self, plan: Plan) -> None:
         from ._confirm import ConfirmScreen
 
+        if not self.is_running:  # quit while planning: nothing is asked, nothing runs
+            return
         self.push_screen(ConfirmScreen(plan), lambda yes: self._answered(plan, bool(yes)))
 
     def _answered(self, plan: Plan, yes: bool) -> None:
@@ -263,6 +265,8 @@ class MlinfraApp(App[None]):
 
     def _finished(self, message: str, severity: SeverityLevel) -> None:
         self._acting = False
+        if not self.is_running:  # quit while acting: the action has ended, no screen to say so
+            return
         self.notify(message, severity=severity, timeout=10)
         screen = self.screen
         if isinstance(screen, View):
